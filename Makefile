@@ -1,0 +1,59 @@
+# Thin targets; the work lives in Python (tools/) and the lock files.
+# A newcomer needs only `make demo` and `make test`: both install what is missing first.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := $(PYTHON) -m uv
+VENV := .venv
+RUN := $(UV) run --frozen --all-packages
+BUILD := build
+FIXTURES := $(BUILD)/fixtures
+PYTEST_ARGS ?=
+
+.PHONY: install test demo up bench bench-quick lint typecheck fmt fixtures clean check
+
+install: $(VENV)/.synced node_modules/.synced
+
+# uv is installed with pip when missing; the environment is created from the committed lock.
+$(VENV)/.synced: uv.lock pyproject.toml shared/pyproject.toml loader_module/pyproject.toml inference_module/pyproject.toml tools/pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+node_modules/.synced: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+fixtures: install
+	$(RUN) python -m edge_tools.fixtures --out $(FIXTURES)
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck: install
+	$(RUN) mypy shared/src loader_module/src inference_module/src tools/src tests
+
+fmt: install
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+# The whole suite, as CI runs it: lint and types first, then every test.
+test: lint typecheck fixtures
+	$(RUN) pytest $(PYTEST_ARGS)
+
+demo: fixtures
+	$(RUN) python -m edge_tools.stack demo
+
+up: fixtures
+	$(RUN) python -m edge_tools.stack up
+
+bench: fixtures
+	$(RUN) python -m edge_tools.bench --out docs/benchmarks.md
+
+bench-quick: fixtures
+	$(RUN) python -m edge_tools.bench --quick
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache .hypothesis
