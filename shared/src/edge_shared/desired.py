@@ -1,0 +1,250 @@
+"""The loader's desired twin properties (design §3), validated before anything is downloaded.
+
+Twin properties are untrusted input from the cloud: every field is checked strictly (no type coercion),
+lengths are bounded, and errors name the field without echoing its value, because `DownloadUrl` carries
+a SAS token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from edge_shared.errors import InvalidDesiredError
+from edge_shared.names import FileName, Version, check_version, version_from_file_name
+from edge_shared.redaction import redact_url
+
+MAX_URL_LENGTH = 8192
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+#: The properties this contract knows; a desired section holding none of them asks for nothing.
+KNOWN_PROPERTIES = (
+    "FileName",
+    "DownloadUrl",
+    "ContentMD5",
+    "ContentSHA256",
+    "Version",
+    "Size",
+    "Signature",
+    "Delta",
+)
+
+ShortStr = Annotated[StrictStr, Field(max_length=256)]
+UrlStr = Annotated[StrictStr, Field(max_length=MAX_URL_LENGTH)]
+
+
+def _check_url(url: str, info: ValidationInfo) -> SecretStr:
+    parts: SplitResult = urlsplit(url)
+    allow_http = bool((info.context or {}).get("allow_insecure_http", False))
+    allowed = {"https", "http"} if allow_http else {"https"}
+    if parts.scheme not in allowed:
+        hint = "" if allow_http else " (http needs LOADER_ALLOW_INSECURE_HTTP=true)"
+        raise ValueError(f"must be an https URL{hint}")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    if any(ch.isspace() for ch in url):
+        raise ValueError("must not contain white space")
+    return SecretStr(url)
+
+
+def _normalize_md5(value: str) -> str:
+    if _HEX32.fullmatch(value):
+        return value.lower()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise ValueError("must be an MD5 digest: base64 of 16 bytes or 32 hex digits")
+    return raw.hex()
+
+
+def _normalize_sha256(value: str) -> str:
+    if not _HEX64.fullmatch(value):
+        raise ValueError("must be a SHA-256 digest of 64 hex digits")
+    return value.lower()
+
+
+class DeltaSpec(BaseModel):
+    """A binary patch from an installed version to the desired ZIP (design §3, issue 9)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    base_version: Version = Field(alias="BaseVersion")
+    download_url: SecretStr = Field(alias="DownloadUrl")
+    content_sha256: str = Field(alias="ContentSHA256")
+    format: ShortStr = Field(alias="Format")
+
+    @field_validator("base_version", "format", mode="before")
+    @classmethod
+    def _strict_str(cls, value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return value
+
+    @field_validator("download_url", mode="before")
+    @classmethod
+    def _url(cls, value: object, info: ValidationInfo) -> SecretStr:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if len(value) > MAX_URL_LENGTH:
+            raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
+        return _check_url(value, info)
+
+    @field_validator("content_sha256", mode="before")
+    @classmethod
+    def _sha(cls, value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return _normalize_sha256(value)
+
+
+class DesiredModel(BaseModel):
+    """One validated desired model. Digests are normalised to lowercase hex."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    file_name: FileName = Field(alias="FileName")
+    download_url: SecretStr = Field(alias="DownloadUrl")
+    content_md5: str | None = Field(default=None, alias="ContentMD5")
+    content_sha256: str | None = Field(default=None, alias="ContentSHA256")
+    explicit_version: Version | None = Field(default=None, alias="Version")
+    size: StrictInt | None = Field(default=None, alias="Size", gt=0)
+    signature: str | None = Field(default=None, alias="Signature")
+    delta: DeltaSpec | None = Field(default=None, alias="Delta")
+
+    @field_validator("file_name", "explicit_version", mode="before")
+    @classmethod
+    def _strict_name(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be a string")
+        return value
+
+    @field_validator("download_url", mode="before")
+    @classmethod
+    def _url(cls, value: object, info: ValidationInfo) -> SecretStr:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if len(value) > MAX_URL_LENGTH:
+            raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
+        return _check_url(value, info)
+
+    @field_validator("content_md5", mode="before")
+    @classmethod
+    def _md5(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValueError("must be an MD5 digest: base64 of 16 bytes or 32 hex digits")
+        return _normalize_md5(value)
+
+    @field_validator("content_sha256", mode="before")
+    @classmethod
+    def _sha(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValueError("must be a SHA-256 digest of 64 hex digits")
+        return _normalize_sha256(value)
+
+    @field_validator("signature", mode="before")
+    @classmethod
+    def _signature(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        error = "must be a base64 Ed25519 signature (64 bytes)"
+        if not isinstance(value, str) or len(value) > 128:
+            raise ValueError(error)
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(error) from exc
+        if len(raw) != 64:
+            raise ValueError(error)
+        return value
+
+    @model_validator(mode="after")
+    def _needs_checksum_and_version(self) -> DesiredModel:
+        if self.content_md5 is None and self.content_sha256 is None:
+            raise ValueError("ContentMD5 or ContentSHA256 is required")
+        if self.explicit_version is None:
+            try:
+                check_version(version_from_file_name(self.file_name))
+            except ValueError as exc:
+                raise ValueError(f"Version is required because FileName {exc}") from exc
+        return self
+
+    @property
+    def version(self) -> str:
+        """The version label: `Version` if given, else `FileName` without `.zip`."""
+        return self.explicit_version or version_from_file_name(self.file_name)
+
+    @property
+    def md5_bytes(self) -> bytes | None:
+        return bytes.fromhex(self.content_md5) if self.content_md5 else None
+
+    @property
+    def signature_bytes(self) -> bytes | None:
+        return base64.b64decode(self.signature) if self.signature else None
+
+    @property
+    def url_for_logs(self) -> str:
+        """The download URL without its query string (the SAS token)."""
+        return redact_url(self.download_url.get_secret_value())
+
+    def same_target(self, other: DesiredModel) -> bool:
+        """True when both name the same bytes under the same version (a URL change alone is not new)."""
+        return (
+            self.version == other.version
+            and self.file_name == other.file_name
+            and self.content_md5 == other.content_md5
+            and self.content_sha256 == other.content_sha256
+        )
+
+
+def desired_is_empty(properties: Mapping[str, Any]) -> bool:
+    """A desired section that names no model (a fresh deployment) asks for nothing: the loader stays idle."""
+    return not any(properties.get(key) not in (None, "") for key in KNOWN_PROPERTIES)
+
+
+def parse_desired(properties: Mapping[str, Any], *, allow_insecure_http: bool = False) -> DesiredModel:
+    """Validate a desired section (twin metadata like `$version` is ignored).
+
+    Raises `InvalidDesiredError` naming each bad field; messages never include the submitted values.
+    """
+    try:
+        return DesiredModel.model_validate(
+            dict(properties), context={"allow_insecure_http": allow_insecure_http}
+        )
+    except ValidationError as exc:
+        raise InvalidDesiredError(_problems(exc)) from None
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        field = ".".join(str(part) for part in error["loc"]) or "desired"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append((field, message))
+    return problems
+
+
+Source = Literal["full", "delta", "local"]

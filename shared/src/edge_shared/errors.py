@@ -1,0 +1,34 @@
+"""Errors raised by the shared contracts.
+
+Tree:
+    EdgeSharedError
+    ├── InvalidDesiredError   desired twin properties fail validation (names the field, never echoes values)
+    ├── UnsafePathError       a path would escape the model root (absolute, `..`, symlink out)
+    └── RepositoryError       the model repository is missing or inconsistent (bad `current`, bad manifest)
+"""
+
+from __future__ import annotations
+
+
+class EdgeSharedError(Exception):
+    """Base of every error raised by `edge_shared`."""
+
+
+class InvalidDesiredError(EdgeSharedError):
+    """Desired properties that cannot be applied; `problems` lists `(field, message)` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+
+    @property
+    def fields(self) -> list[str]:
+        return [field for field, _ in self.problems]
+
+
+class UnsafePathError(EdgeSharedError, ValueError):
+    """A relative path that would resolve outside the root it must stay under."""
+
+
+class RepositoryError(EdgeSharedError):
+    """The model repository on disk is not in the shape design §6 describes."""

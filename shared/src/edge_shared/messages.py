@@ -1,0 +1,64 @@
+"""Messages the loader sends through edgeHub (design §5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+from pydantic.alias_generators import to_camel
+
+from edge_shared.names import Version
+from edge_shared.reported import Runtime, Source, UpdateError, UpdateState
+
+OUTPUT_MODEL = "DLModelOutput"
+INPUT_MODEL = "DLModelInput"
+OUTPUT_STATUS = "ModelStatus"
+JSON_CONTENT_TYPE = "application/json"
+
+
+def _relative_path(value: str) -> str:
+    """Paths travel relative to the model root: the volume is mounted at different places per module."""
+    if not value or value.startswith(("/", "\\")) or ":" in value.split("/")[0]:
+        raise ValueError("must be a path relative to the model root")
+    if any(part in ("..", "") for part in value.replace("\\", "/").split("/")):
+        raise ValueError("must not contain '..' or empty segments")
+    return value
+
+
+RelativePath = Annotated[str, Field(max_length=1024), AfterValidator(_relative_path)]
+
+
+class ModelAnnouncement(BaseModel):
+    """Body of `DLModelOutput`: the reference architecture's two path keys, plus ours."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    local_model_path: RelativePath
+    local_labelmap_path: RelativePath
+    version: Version
+    file_name: str = Field(max_length=128)
+    runtime: Runtime
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class ModelStatusEvent(BaseModel):
+    """Body of `ModelStatus` (to `$upstream`) on every terminal state of an update; no URL in it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
+
+    state: UpdateState
+    version: str | None
+    file_name: str | None
+    error: UpdateError | None
+    duration_seconds: NonNegativeFloat
+    bytes_downloaded: NonNegativeInt
+    source: Source | None
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,48 @@
+"""Redaction of secrets (SAS tokens, query strings, keys) from text that may reach logs or reports."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+_URL = re.compile(r"\b(?:https?|amqps?|mqtts?|wss?)://[^\s\"'<>]+", re.IGNORECASE)
+_SECRETS = [
+    # query-string style signatures and keys left outside a URL
+    re.compile(r"(?i)\b(sig|signature|se|skn|sv|sp|sr|st|spr)=[^&\s\"';]+"),
+    # connection-string keys
+    re.compile(r"(?i)\b(SharedAccessKey|AccountKey|SharedAccessSignature)\s*=\s*[^;\s\"']+"),
+    # the SharedAccessSignature header form: `SharedAccessSignature sr=...&sig=...`
+    re.compile(r"(?i)SharedAccessSignature\s+[^\s\"']+"),
+]
+REDACTED = "<redacted>"
+
+
+def redact_url(url: str) -> str:
+    """Keep scheme, host and path; drop the query and fragment, which carry SAS tokens."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    query = REDACTED if parts.query else ""
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact(text: str) -> str:
+    """Remove everything that could be a credential from free text."""
+    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    for pattern in _SECRETS:
+        text = pattern.sub(_keep_key, text)
+    return text
+
+
+def _keep_key(match: re.Match[str]) -> str:
+    whole = match.group(0)
+    if whole.lower().startswith("sharedaccesssignature ") or whole.lower().startswith(
+        "sharedaccesssignature\t"
+    ):
+        return f"SharedAccessSignature {REDACTED}"
+    key = match.group(1)
+    return f"{key}={REDACTED}"
