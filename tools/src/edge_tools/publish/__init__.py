@@ -1,0 +1,1 @@
+"""`edge-model`: publish models to Blob Storage and point the loader's twin at them (design §9)."""

@@ -1,0 +1,3 @@
+from edge_tools.publish.cli import main
+
+raise SystemExit(main())

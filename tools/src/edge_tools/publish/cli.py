@@ -1,0 +1,234 @@
+"""`edge-model` command line: publish, status, rollback, keygen.
+
+Connection strings come from options or the environment (`EDGE_HUB_CONNECTION_STRING`,
+`EDGE_STORAGE_CONNECTION_STRING`) and are never printed; neither is the SAS URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from edge_shared.redaction import redact, redact_url
+from edge_tools.publish.blob import ssl_context, upload_package
+from edge_tools.publish.connstr import ConnectionStringError, HubConnection, parse_connection_string
+from edge_tools.publish.hub import HubError, HubServiceClient
+from edge_tools.publish.package import PackageError, load_package
+from edge_tools.publish.signing import generate_key_pair, sign_digest
+
+
+class CliError(RuntimeError):
+    """A user-facing failure: printed as one line, exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args, sys.stdout)
+        return result
+    except (CliError, PackageError, ConnectionStringError, HubError, OSError) as exc:
+        sys.stderr.write(f"edge-model: error: {redact(str(exc))}\n")
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-model", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    publish = commands.add_parser("publish", help="upload a model package and point the loader's twin at it")
+    publish.add_argument("source", type=Path, help="model folder or ZIP")
+    publish.add_argument("--version", required=True, help="version label (design §3 `Version`)")
+    publish.add_argument(
+        "--file-name", help="blob/ZIP name (default: the ZIP's name or <folder>-<version>.zip)"
+    )
+    publish.add_argument("--container", default="models")
+    publish.add_argument("--sas-hours", type=float, default=72.0, help="SAS validity (default 72 h)")
+    publish.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key (PEM) to sign with")
+    publish.add_argument("--no-progress", action="store_true", help="no upload progress bar")
+    _hub_options(publish)
+    _storage_options(publish)
+    publish.set_defaults(handler=cmd_publish)
+
+    status = commands.add_parser("status", help="print both modules' reported properties")
+    status.add_argument("--inference-module", default="inference")
+    _hub_options(status)
+    status.set_defaults(handler=cmd_status)
+
+    rollback = commands.add_parser("rollback", help="make an installed version current again (direct method)")
+    rollback.add_argument("version", nargs="?", help="version to restore (default: the previous one)")
+    _hub_options(rollback)
+    rollback.set_defaults(handler=cmd_rollback)
+
+    keygen = commands.add_parser("keygen", help="create an Ed25519 key pair for signing models")
+    keygen.add_argument("--out", type=Path, default=Path("."), help="folder for signing-key.pem / .pub.pem")
+    keygen.set_defaults(handler=cmd_keygen)
+    return parser
+
+
+def _hub_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hub-connection-string", default=os.environ.get("EDGE_HUB_CONNECTION_STRING"))
+    parser.add_argument("--hub-ca-file", default=os.environ.get("EDGE_HUB_CA_FILE"))
+    parser.add_argument("--device-id", default=os.environ.get("EDGE_DEVICE_ID"))
+    parser.add_argument("--module", default="loader", help="loader module id (default: loader)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-connection-string", default=os.environ.get("EDGE_STORAGE_CONNECTION_STRING")
+    )
+    parser.add_argument("--storage-ca-file", default=os.environ.get("EDGE_STORAGE_CA_FILE"))
+
+
+def _hub(args: argparse.Namespace) -> tuple[HubServiceClient, str]:
+    if not args.hub_connection_string:
+        raise CliError("no IoT Hub connection string (--hub-connection-string or EDGE_HUB_CONNECTION_STRING)")
+    connection = HubConnection.parse(args.hub_connection_string)
+    device = args.device_id or parse_connection_string(args.hub_connection_string).get("DeviceId")
+    if not device:
+        raise CliError("no device id (--device-id or EDGE_DEVICE_ID)")
+    verify: Any = ssl_context(args.hub_ca_file) if args.hub_ca_file else True
+    return HubServiceClient(connection, verify=verify), device
+
+
+def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
+    if not args.storage_connection_string:
+        raise CliError(
+            "no storage connection string (--storage-connection-string or EDGE_STORAGE_CONNECTION_STRING)"
+        )
+    package = load_package(args.source, version=args.version, file_name=args.file_name)
+    signature = sign_digest(args.sign.read_bytes(), package.sha256_bytes) if args.sign else None
+    hub, device = _hub(args)
+    progress = None if args.no_progress or args.json else _ProgressBar(sys.stderr, package.size)
+    url = upload_package(
+        args.storage_connection_string,
+        args.container,
+        package,
+        sas_ttl=timedelta(hours=args.sas_hours),
+        ca_file=args.storage_ca_file,
+        progress=progress,
+    )
+    desired: dict[str, Any] = {
+        "FileName": package.file_name,
+        "DownloadUrl": url,
+        "ContentMD5": package.md5_b64,
+        "ContentSHA256": package.sha256_hex,
+        "Version": args.version,
+        "Size": package.size,
+        "Signature": signature,  # None removes a stale signature from an earlier publish
+        "Delta": None,
+    }
+    with hub:
+        twin = hub.patch_module_desired(device, args.module, desired)
+    summary = {
+        "fileName": package.file_name,
+        "version": args.version,
+        "size": package.size,
+        "contentMD5": package.md5_b64,
+        "contentSHA256": package.sha256_hex,
+        "signed": signature is not None,
+        "blob": redact_url(url),
+        "device": device,
+        "module": args.module,
+        "desiredVersion": (twin.get("properties", {}).get("desired", {}) or {}).get("$version"),
+    }
+    _emit(out, summary, args.json)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    hub, device = _hub(args)
+    with hub:
+        loader = hub.get_module_twin(device, args.module)
+        inference = hub.get_module_twin(device, args.inference_module)
+    loader_reported = loader.get("properties", {}).get("reported", {})
+    inference_reported = inference.get("properties", {}).get("reported", {})
+    if args.json:
+        _emit(out, {args.module: loader_reported, args.inference_module: inference_reported}, True)
+        return 0
+    update = loader_reported.get("ModelUpdate") or {}
+    active = inference_reported.get("ActiveModel") or {}
+    error = update.get("error") or {}
+    rows = [
+        ("loader", "latest model", loader_reported.get("LatestAIModelFileName")),
+        ("loader", "update state", update.get("state")),
+        ("loader", "update version", update.get("version")),
+        ("loader", "progress", _progress_text(update)),
+        ("loader", "attempt", update.get("attempt")),
+        ("loader", "error", f"{error.get('code')}: {error.get('message')}" if error else None),
+        ("loader", "next retry at", update.get("nextRetryAt")),
+        ("loader", "installed", ", ".join(loader_reported.get("InstalledModels") or []) or None),
+        ("inference", "active version", active.get("version")),
+        ("inference", "runtime", active.get("runtime")),
+        ("inference", "loaded at", active.get("loadedAt")),
+    ]
+    width = max(len(f"{m} {k}") for m, k, _ in rows)
+    for module, key, value in rows:
+        out.write(f"{(module + ' ' + key).ljust(width)}  {'-' if value in (None, '') else value}\n")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, out: TextIO) -> int:
+    hub, device = _hub(args)
+    payload = {"version": args.version} if args.version else {}
+    with hub:
+        result = hub.invoke_module_method(device, args.module, "rollback", payload)
+    _emit(out, result, args.json)
+    status = int(result.get("status", 500))
+    return 0 if status < 300 else 1
+
+
+def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = args.out / "signing-key.pem", args.out / "signing-key.pub.pem"
+    if private_path.exists():
+        raise CliError(f"{private_path} exists; refusing to overwrite a signing key")
+    public_b64 = generate_key_pair(private_path, public_path)
+    out.write(f"private key: {private_path}\npublic key:  {public_path}\n")
+    out.write(f"add to the loader's LOADER_TRUSTED_KEYS: {public_b64}\n")
+    return 0
+
+
+def _progress_text(update: dict[str, Any]) -> str | None:
+    if update.get("bytesTotal"):
+        return (
+            f"{update.get('bytesDone', 0)}/{update['bytesTotal']} bytes ({update.get('percent') or 0:.0f}%)"
+        )
+    return None
+
+
+def _emit(out: TextIO, data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    width = max((len(k) for k in data), default=0)
+    for key, value in data.items():
+        out.write(f"{key.ljust(width)}  {json.dumps(value) if isinstance(value, dict | list) else value}\n")
+
+
+class _ProgressBar:
+    """A one-line upload progress bar on stderr (the SDK calls it after each block)."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self._stream, self._total = stream, max(total, 1)
+
+    def __call__(self, current: int, total: int | None) -> None:
+        total = total or self._total
+        filled = int(30 * current / total)
+        self._stream.write(f"\rupload [{'#' * filled}{'.' * (30 - filled)}] {100 * current / total:5.1f}%")
+        if current >= total:
+            self._stream.write("\n")
+        self._stream.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
