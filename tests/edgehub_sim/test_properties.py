@@ -19,7 +19,7 @@ OBSERVED_TOPIC = (
 EVENTS_PREFIX = "devices/edgedev1/modules/loader/messages/events/"
 TRICKY = "a/b & c=d %41 + ü 日本\n?#"
 # What quote(safe="") may leave unescaped: the segment can never carry a raw '/', '&', '=', ' ' or '+'.
-ENCODED_ALPHABET = set(string.ascii_letters + string.digits + "_.-~%&=")
+ENCODED_ALPHABET = frozenset(string.ascii_letters + string.digits + "_.-~%&=")
 # The SDK's pure topic functions, untyped: called through Any.
 SDK_TOPICS: Any = mqtt_topic_iothub
 SDK_MESSAGE: Any = Message

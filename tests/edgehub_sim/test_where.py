@@ -187,6 +187,7 @@ DOCUMENT = {
         ("$body.ready = null", False),
         ("$body.missing = null", False),
         ("$body.error", False),  # null counts as false
+        ("NOT $body.error", False),  # NOT null is undefined, not true
         ("IS_DEFINED($body.error)", True),
         ("IS_DEFINED($body.model)", True),
         ("IS_DEFINED($body.model.missing)", False),

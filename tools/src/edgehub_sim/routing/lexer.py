@@ -7,8 +7,10 @@ parser can name them in its error.
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
 
 from edgehub_sim.routing.errors import RouteError
 
@@ -40,7 +42,9 @@ _NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
 # Longest first, so "<=" is not read as "<" then "=".
 _OPERATORS = ("!=", "<>", "<=", ">=", "||", "??", "=", "<", ">", "+", "-", "*", "/", "%", "!")
 _PUNCT = "()[]{}.,"
-_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_ESCAPES: Mapping[str, str] = MappingProxyType(
+    {"'": "'", '"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+)
 
 
 class Lexer:

@@ -18,7 +18,9 @@ Grammar (keywords case-insensitive)::
     step       := "." identifier | "[" (integer | string) "]"
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal as TypingLiteral
 from typing import NoReturn
 
@@ -29,17 +31,19 @@ Scalar = str | int | float | bool | None
 
 #: Query-language name (lower case) -> key in RoutableMessage.system_properties, or the special
 #: ``@device``/``@module`` for the connection ids, which come from the sender's identity.
-SYSTEM_PROPERTIES: dict[str, str] = {
-    "contenttype": "$.ct",
-    "contentencoding": "$.ce",
-    "messageid": "$.mid",
-    "correlationid": "$.cid",
-    "userid": "$.uid",
-    "connectiondeviceid": "@device",
-    "connectionmoduleid": "@module",
-}
+SYSTEM_PROPERTIES: Mapping[str, str] = MappingProxyType(
+    {
+        "contenttype": "$.ct",
+        "contentencoding": "$.ce",
+        "messageid": "$.mid",
+        "correlationid": "$.cid",
+        "userid": "$.uid",
+        "connectiondeviceid": "@device",
+        "connectionmoduleid": "@module",
+    }
+)
 
-_UNSUPPORTED_OPERATORS = {"<", "<=", ">", ">=", "||", "??", "+", "-", "*", "/", "%", "!"}
+_UNSUPPORTED_OPERATORS = frozenset({"<", "<=", ">", ">=", "||", "??", "+", "-", "*", "/", "%", "!"})
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class Or:
 
 Expr = Literal | SystemProperty | AppProperty | BodyPath | IsDefined | Compare | Not | And | Or
 
-_KEYWORDS = {"and", "or", "not", "true", "false", "null", "into"}
+_KEYWORDS = frozenset({"and", "or", "not", "true", "false", "null", "into"})
 
 
 class _Parser:
