@@ -1,0 +1,94 @@
+"""Run an ASGI app with uvicorn on the simulator's own event loop, on a socket bound beforehand.
+
+Binding first makes an address-in-use error surface in `start()`, and the caller knows the listener
+accepts connections before it writes `ready`.
+"""
+
+import asyncio
+import logging
+import socket
+import ssl
+from pathlib import Path
+
+import uvicorn
+from starlette.types import ASGIApp
+
+logger = logging.getLogger(__name__)
+
+_STARTUP_POLL_SECS = 0.01
+_STARTUP_TIMEOUT_SECS = 10.0
+
+
+class HttpListener:
+    """One uvicorn server on one pre-bound socket (TCP+TLS or unix)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        sock: socket.socket,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+            ssl_version=ssl.PROTOCOL_TLS_SERVER,
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._sock = sock
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving and return once uvicorn accepts connections."""
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STARTUP_TIMEOUT_SECS
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("uvicorn stopped during start-up")
+            if loop.time() > deadline:
+                raise TimeoutError("uvicorn did not start in time")
+            await asyncio.sleep(_STARTUP_POLL_SECS)
+
+    async def stop(self) -> None:
+        """Ask uvicorn to exit and wait for it (bounded by its graceful-shutdown timeout)."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (SO_REUSEADDR, as asyncio's servers use)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A listening unix socket at `path` (replacing a stale one), open to every local user."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        path.chmod(0o666)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,268 @@
+"""The simulated edgeHub: sessions, twins, routing, store-and-forward and methods.
+
+Transport-free: MQTT connections (`mqtt.connection`) and the HTTPS APIs call into it. Everything here
+runs on the simulator's event loop, except the thread-safe reads of twins and message records.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from edgehub_sim.errors import AuthError, MethodError, UnknownModule
+from edgehub_sim.identity import Identity
+from edgehub_sim.manifest import DeploymentManifest
+from edgehub_sim.methods import MethodResult, PendingMethods
+from edgehub_sim.mqtt.codec import Connect
+from edgehub_sim.mqtt.session import QueuedMessage, Session
+from edgehub_sim.properties import decode_properties, encode_input_properties
+from edgehub_sim.records import ChangeFeed, MessageLog, RecordedMessage
+from edgehub_sim.routing.message import RoutableMessage
+from edgehub_sim.sas import verify_token
+from edgehub_sim.store import Store
+from edgehub_sim.twins import TwinRegistry, strip_metadata
+
+logger = logging.getLogger(__name__)
+
+
+class Peer(Protocol):
+    """What the hub needs of a connected module."""
+
+    def send_transient(self, topic: str, payload: bytes) -> None:
+        """Publish a QoS-1 message that is not queued (twin/method traffic)."""
+
+    async def close(self) -> None:
+        """Drop the connection and wait until it has detached."""
+
+
+class Hub:
+    """State and behaviour of one simulated edgeHub."""
+
+    def __init__(
+        self, identity: Identity, manifest: DeploymentManifest, store: Store, feed: ChangeFeed
+    ) -> None:
+        self.identity = identity
+        self.manifest = manifest
+        self.feed = feed
+        self.log = MessageLog(feed)
+        self.methods = PendingMethods()
+        self._store = store
+        self.twins = TwinRegistry(store, {name: spec.desired for name, spec in manifest.modules.items()})
+        self._sessions: dict[str, Session] = {
+            client_id: Session(client_id, filters, persisted=True)
+            for client_id, filters in store.load_sessions().items()
+        }
+        for stored in store.load_queue():
+            self.session(stored.client_id).push(
+                QueuedMessage(stored.seq, stored.priority, stored.expires_at, stored.topic, stored.payload)
+            )
+        self._peers: dict[str, Peer] = {}
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    def authenticate(self, connect: Connect) -> str:
+        """The module a CONNECT authenticates, or AuthError."""
+        device, sep, module = connect.client_id.partition("/")
+        if not sep or device != self.identity.device_id or module not in self.identity.module_keys:
+            raise AuthError(f"unknown client id {connect.client_id!r}")
+        prefix = f"{self.identity.hub_name}/{device}/{module}/"
+        if connect.username is None or not connect.username.startswith(prefix):
+            raise AuthError("username does not name this hub, device and module")
+        if connect.password is None:
+            raise AuthError("no SAS token in CONNECT")
+        try:
+            token = connect.password.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AuthError("password is not UTF-8") from exc
+        verify_token(token, self.identity.key(module), self.identity.module_resource(module))
+        return module
+
+    def session(self, client_id: str) -> Session:
+        """The session of a client id, created (not yet persisted) on first use."""
+        session = self._sessions.get(client_id)
+        if session is None:
+            session = Session(client_id, set(), persisted=False)
+            self._sessions[client_id] = session
+        return session
+
+    async def attach(self, peer: Peer, client_id: str, clean_session: bool) -> tuple[Session, bool]:
+        """Make `peer` the connection of `client_id` (closing any older one): (session, present)."""
+        old = self._peers.get(client_id)
+        if old is not None:
+            logger.info("client %s connected again: closing its previous connection", client_id)
+            await old.close()
+        session = self.session(client_id)
+        present = session.persisted and not clean_session
+        if clean_session and session.subscriptions:
+            session.subscriptions.clear()
+            self._store.set_subscriptions(client_id, set())
+        if not session.persisted:
+            self._store.save_session(client_id)
+            session.persisted = True
+        self._peers[client_id] = peer
+        self.feed.bump()
+        return session, present
+
+    def detach(self, peer: Peer, session: Session) -> None:
+        """Forget a closed connection; its in-flight messages go back to the queue."""
+        if self._peers.get(session.client_id) is peer:
+            del self._peers[session.client_id]
+            session.requeue_inflight()
+            self.feed.bump()
+
+    async def disconnect(self, module: str) -> bool:
+        """Drop a module's connection from the server side (tests of reconnect behaviour)."""
+        peer = self._peers.get(self.identity.client_id(module))
+        if peer is None:
+            return False
+        await peer.close()
+        return True
+
+    async def close_all(self) -> None:
+        """Drop every connection (shutdown)."""
+        for peer in list(self._peers.values()):
+            await peer.close()
+
+    def connected(self, module: str) -> bool:
+        """Is the module connected now?"""
+        return self.identity.client_id(module) in self._peers
+
+    def set_subscriptions(self, session: Session, filters: set[str]) -> None:
+        """Persist a session's new subscription set and wake its sender (flush on SUBSCRIBE)."""
+        session.subscriptions = filters
+        self._store.set_subscriptions(session.client_id, filters)
+        session.wake.set()
+        self.feed.bump()
+
+    def acknowledge(self, session: Session, packet_id: int) -> bool:
+        """A PUBACK for a queued message: it is delivered. False if the id is not in flight."""
+        message = session.inflight.pop(packet_id, None)
+        if message is None:
+            return False
+        self._store.delete(message.seq)
+        session.wake.set()
+        self.feed.bump()
+        return True
+
+    def drop_expired(self, expired: list[QueuedMessage]) -> None:
+        """Forget queued messages whose TTL passed before delivery."""
+        for message in expired:
+            logger.warning("dropping expired message %d for %s", message.seq, message.topic)
+            self._store.delete(message.seq)
+
+    def queued(self, module: str) -> int:
+        """Messages waiting for a module's PUBACK."""
+        session = self._sessions.get(self.identity.client_id(module))
+        return 0 if session is None else session.queued_count()
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def route(self, module: str, properties: str, body: bytes) -> None:
+        """Route a module's telemetry/output message per the manifest."""
+        system, custom = decode_properties(properties)
+        message = RoutableMessage(
+            device_id=self.identity.device_id,
+            module_id=module,
+            output=system.get("$.on"),
+            body=body,
+            system_properties=system,
+            app_properties=custom,
+        )
+        deliveries = self.manifest.routes.deliveries(message)
+        if not deliveries:
+            logger.info("no route matches %s; message dropped", message.source)
+        now = time.time()
+        for delivery in deliveries:
+            sink = delivery.sink
+            record = RecordedMessage(
+                seq=self.log.next_seq(),
+                received_at=now,
+                sink=sink.kind,
+                route=delivery.route_name,
+                source_module=module,
+                output=message.output,
+                body=body,
+                system_properties=dict(system),
+                app_properties=dict(custom),
+                target_module=sink.module,
+                target_input=sink.input,
+            )
+            if sink.kind == "module" and sink.module is not None and sink.input is not None:
+                props = encode_input_properties(message.forwarded_system_properties(), custom)
+                topic = (
+                    f"devices/{self.identity.device_id}/modules/{sink.module}"
+                    f"/inputs/{quote(sink.input, safe='')}/{props}"
+                )
+                self._enqueue(sink.module, delivery.priority, now + delivery.ttl_secs, topic, body)
+            self.log.add(record)
+
+    def _enqueue(self, module: str, priority: int, expires_at: float, topic: str, payload: bytes) -> None:
+        client_id = self.identity.client_id(module)
+        seq = self._store.enqueue(client_id, priority, expires_at, topic, payload)
+        self.session(client_id).push(QueuedMessage(seq, priority, expires_at, topic, payload))
+
+    # --- twins ----------------------------------------------------------------------------------
+
+    def twin_sections(self, module: str) -> dict[str, Any]:
+        """The twin as the MQTT GET reply carries it: both sections with `$version`."""
+        twin = self.twins.get(module)
+        return {
+            "desired": {**twin.desired, "$version": twin.desired_version},
+            "reported": {**twin.reported, "$version": twin.reported_version},
+        }
+
+    def service_twin(self, module: str) -> dict[str, Any]:
+        """The twin as IoT Hub's service API returns it."""
+        twin = self.twins.get(module)
+        version = twin.desired_version + twin.reported_version
+        return {
+            "deviceId": self.identity.device_id,
+            "moduleId": module,
+            "etag": f"AAAAAAAAA{version}=",
+            "version": version,
+            "status": "enabled",
+            "connectionState": "Connected" if self.connected(module) else "Disconnected",
+            "properties": self.twin_sections(module),
+        }
+
+    def patch_reported(self, module: str, patch: Any) -> int:
+        """Merge a module's reported patch; returns the new `$version`."""
+        version = self.twins.patch_reported(module, patch)
+        self.feed.bump()
+        return version
+
+    def set_desired(self, module: str, patch: Any) -> int:
+        """Merge a desired patch and push it, with `$version`, to the module if it listens."""
+        version = self.twins.patch_desired(module, patch)
+        client_id = self.identity.client_id(module)
+        peer = self._peers.get(client_id)
+        topic = f"$iothub/twin/PATCH/properties/desired/?$version={version}"
+        if peer is not None and self.session(client_id).subscribed(topic):
+            body = {**strip_metadata(patch), "$version": version}
+            peer.send_transient(topic, json.dumps(body).encode("utf-8"))
+        self.feed.bump()
+        return version
+
+    # --- methods --------------------------------------------------------------------------------
+
+    async def invoke_method(self, module: str, name: str, payload: Any, timeout_secs: float) -> MethodResult:
+        """Call a direct method on a module: 404 if it is not listening, 504 on timeout."""
+        if module not in self.identity.module_keys:
+            raise UnknownModule(f"no module {module!r} in the manifest")
+        client_id = self.identity.client_id(module)
+        peer = self._peers.get(client_id)
+        if peer is None or not self.session(client_id).subscribed("$iothub/methods/POST/m/"):
+            raise MethodError(404, f"module {module!r} is not connected or not listening")
+        rid, future = self.methods.open()
+        try:
+            peer.send_transient(
+                f"$iothub/methods/POST/{quote(name, safe='')}/?$rid={rid}",
+                json.dumps(payload).encode("utf-8"),
+            )
+            return await asyncio.wait_for(future, timeout_secs)
+        except TimeoutError:
+            raise MethodError(504, f"module {module!r} did not answer {name!r} in time") from None
+        finally:
+            self.methods.close(rid)

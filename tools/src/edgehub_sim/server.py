@@ -1,0 +1,323 @@
+"""The simulator's lifecycle: its own thread and event loop, listeners, and the files it writes.
+
+The SDK's handler setters block the calling thread until SUBACK, so the simulator must never share the
+test's event loop: `EdgeHubSimulator` runs everything on a private loop in a daemon thread.
+"""
+
+import asyncio
+import hashlib
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from edgehub_sim.control import SimulatorControl
+from edgehub_sim.files import write_atomic
+from edgehub_sim.http_server import HttpListener, bind_tcp, bind_unix
+from edgehub_sim.hub import Hub
+from edgehub_sim.identity import SERVICE_KEY_NAME, Identity, load_identity
+from edgehub_sim.manifest import load_manifest
+from edgehub_sim.methods import MethodResult
+from edgehub_sim.mqtt.broker import MQTT_TLS_PORT, MqttListener
+from edgehub_sim.records import ChangeFeed, RecordedMessage
+from edgehub_sim.sas import make_token
+from edgehub_sim.service_api import create_service_app
+from edgehub_sim.store import Store
+from edgehub_sim.tls import TlsMaterial, issue_server_material
+from edgehub_sim.workload import create_workload_app
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HUB_NAME = "edgehub-sim.azure-devices.net"
+DEFAULT_DEVICE_ID = "edge-sim-device"
+#: edgeHub serves module-to-module `invoke_method` on 443; the service API shares that listener.
+DEFAULT_SERVICE_PORT = 443
+WORKLOAD_API_VERSION = "2019-01-30"
+START_TIMEOUT_SECS = 30.0
+STOP_TIMEOUT_SECS = 10.0
+#: sun_path is 108 bytes on Linux; longer state dirs get their socket in a short temp dir.
+_MAX_SOCKET_PATH = 100
+
+
+class EdgeHubSimulator:
+    """A running edgeHub + IoT Hub simulator (use as a context manager or call start/stop)."""
+
+    def __init__(
+        self,
+        manifest_path: Path,
+        state_dir: Path,
+        bind: str = "127.0.0.1",
+        service_port: int = DEFAULT_SERVICE_PORT,
+        *,
+        mqtt_port: int = MQTT_TLS_PORT,
+        hub_name: str = DEFAULT_HUB_NAME,
+        device_id: str = DEFAULT_DEVICE_ID,
+    ) -> None:
+        self.manifest_path = Path(manifest_path)
+        self.state_dir = Path(state_dir).resolve()
+        self.bind = bind
+        self.service_port = service_port
+        self.mqtt_port = mqtt_port
+        self._hub_name = hub_name
+        self._device_id = device_id
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._running: _Running | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start listening; returns once `DIR/ready` exists. Raises if start-up fails."""
+        if self._loop is not None:
+            raise RuntimeError("simulator already started")
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=_run_loop, args=(loop,), name="edgehub-sim", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            self._running = asyncio.run_coroutine_threadsafe(self._startup(), loop).result(START_TIMEOUT_SECS)
+        except BaseException:
+            self._halt_loop()
+            raise
+
+    def stop(self) -> None:
+        """Stop listeners and connections, close the store, remove `DIR/ready`."""
+        if self._loop is None:
+            return
+        if self._running is not None:
+            running, self._running = self._running, None
+            (self.state_dir / "ready").unlink(missing_ok=True)
+            asyncio.run_coroutine_threadsafe(running.shutdown(), self._loop).result(STOP_TIMEOUT_SECS)
+        self._halt_loop()
+
+    def __enter__(self) -> "EdgeHubSimulator":
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _halt_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            asyncio.run_coroutine_threadsafe(_cancel_other_tasks(), loop).result(STOP_TIMEOUT_SECS)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(STOP_TIMEOUT_SECS)
+            loop.close()
+
+    async def _startup(self) -> "_Running":
+        state_dir = self.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "ready").unlink(missing_ok=True)
+        manifest = load_manifest(self.manifest_path)
+        store = Store(state_dir / "state.db")
+        running: _Running | None = None
+        try:
+            identity = load_identity(store, self._hub_name, self._device_id, list(manifest.modules))
+            tls = issue_server_material(state_dir, self.bind)
+            hub = Hub(identity, manifest, store, ChangeFeed())
+            running = _Running(hub, store, tls, self._workload_socket())
+            await running.listen(self.bind, self.mqtt_port, self.service_port)
+        except BaseException:
+            if running is not None:
+                await running.shutdown()
+            else:
+                store.close()
+            raise
+        self._write_files(identity, running.workload_socket)
+        write_atomic(state_dir / "ready", "ready\n")
+        logger.info("edgeHub simulator ready on %s (state in %s)", self.bind, state_dir)
+        return running
+
+    def _workload_socket(self) -> Path:
+        path = self.state_dir / "workload.sock"
+        if len(str(path)) <= _MAX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        short = Path(tempfile.gettempdir()) / f"edgehub-sim-{digest}"
+        short.mkdir(mode=0o755, exist_ok=True)
+        return short / "workload.sock"
+
+    def _write_files(self, identity: Identity, socket_path: Path) -> None:
+        for module in identity.module_keys:
+            lines = [f"{key}={value}" for key, value in self._env(module, socket_path).items()]
+            write_atomic(self.state_dir / "env" / f"{module}.env", "\n".join(lines) + "\n", 0o600)
+        connstr = self._service_connection_string(identity)
+        write_atomic(self.state_dir / "service.connstr", connstr + "\n", 0o600)
+
+    def _env(self, module: str, socket_path: Path) -> dict[str, str]:
+        return {
+            "IOTEDGE_IOTHUBHOSTNAME": self._hub_name,
+            "IOTEDGE_DEVICEID": self._device_id,
+            "IOTEDGE_MODULEID": module,
+            "IOTEDGE_GATEWAYHOSTNAME": self.bind,
+            "IOTEDGE_MODULEGENERATIONID": f"sim-{module}",
+            "IOTEDGE_WORKLOADURI": f"unix://{socket_path}",
+            "IOTEDGE_APIVERSION": WORKLOAD_API_VERSION,
+            "EdgeModuleCACertificateFile": str(self.state_dir / "ca.pem"),
+        }
+
+    # --- what clients need ------------------------------------------------------------------------
+
+    def _require(self) -> "_Running":
+        if self._running is None:
+            raise RuntimeError("simulator is not running")
+        return self._running
+
+    @property
+    def control(self) -> SimulatorControl:
+        """Thread-safe control of the running simulator."""
+        running = self._require()
+        if self._loop is None:
+            raise RuntimeError("simulator is not running")
+        return SimulatorControl(self._loop, running.hub)
+
+    @property
+    def device_id(self) -> str:
+        """The simulated Edge device's id."""
+        return self._device_id
+
+    @property
+    def hub_name(self) -> str:
+        """The IoT Hub host name modules put in their username and `sr`."""
+        return self._hub_name
+
+    @property
+    def ca_pem(self) -> str:
+        """The CA certificate (PEM) that signs the server certificate."""
+        return self._require().tls.ca_pem
+
+    @property
+    def ca_path(self) -> Path:
+        """`DIR/ca.pem`."""
+        return self._require().tls.ca_path
+
+    @property
+    def service_host(self) -> str:
+        """`host:port` of the HTTPS service API."""
+        return f"{self.bind}:{self.service_port}"
+
+    @property
+    def service_connection_string(self) -> str:
+        """IoT Hub service connection string for the service API (contains the service key)."""
+        return self._service_connection_string(self._require().hub.identity)
+
+    def _service_connection_string(self, identity: Identity) -> str:
+        return (
+            f"HostName={self.service_host};SharedAccessKeyName={SERVICE_KEY_NAME};"
+            f"SharedAccessKey={identity.service_key}"
+        )
+
+    def service_token(self, ttl_secs: int = 3600) -> str:
+        """A service SAS token for the service API's Authorization header."""
+        key = self._require().hub.identity.service_key
+        return make_token(self.service_host, key, ttl_secs, key_name=SERVICE_KEY_NAME)
+
+    def env_for(self, module: str) -> dict[str, str]:
+        """Environment variables for `create_from_edge_environment()` (also in `DIR/env/`)."""
+        running = self._require()
+        running.hub.identity.key(module)
+        return self._env(module, running.workload_socket)
+
+    def module_key(self, module: str) -> str:
+        """A module's primary key (for connection-string clients)."""
+        return self._require().hub.identity.key(module)
+
+    def connection_string_for(self, module: str) -> str:
+        """A module connection string with `GatewayHostName` (use with `server_verification_cert`)."""
+        return (
+            f"HostName={self._hub_name};DeviceId={self._device_id};ModuleId={module};"
+            f"SharedAccessKey={self.module_key(module)};GatewayHostName={self.bind}"
+        )
+
+    # --- control shortcuts ----------------------------------------------------------------------
+
+    def set_desired(self, module: str, patch: dict[str, Any]) -> int:
+        """See `SimulatorControl.set_desired`."""
+        return self.control.set_desired(module, patch)
+
+    def reported(self, module: str) -> dict[str, Any]:
+        """See `SimulatorControl.reported`."""
+        return self.control.reported(module)
+
+    def twin(self, module: str) -> dict[str, Any]:
+        """See `SimulatorControl.twin`."""
+        return self.control.twin(module)
+
+    def invoke_method(
+        self, module: str, name: str, payload: Any = None, timeout: float = 30.0
+    ) -> MethodResult:
+        """See `SimulatorControl.invoke_method`."""
+        return self.control.invoke_method(module, name, payload, timeout)
+
+    def upstream_messages(self) -> list[RecordedMessage]:
+        """See `SimulatorControl.upstream_messages`."""
+        return self.control.upstream_messages()
+
+    def routed_messages(self) -> list[RecordedMessage]:
+        """See `SimulatorControl.routed_messages`."""
+        return self.control.routed_messages()
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        """See `SimulatorControl.wait_for`."""
+        self.control.wait_for(predicate, timeout)
+
+
+class _Running:
+    """The resources of a started simulator (owned by its loop)."""
+
+    def __init__(self, hub: Hub, store: Store, tls: TlsMaterial, workload_socket: Path) -> None:
+        self.hub = hub
+        self.store = store
+        self.tls = tls
+        self.workload_socket = workload_socket
+        self._mqtt: MqttListener | None = None
+        self._http: list[HttpListener] = []
+
+    async def listen(self, bind: str, mqtt_port: int, service_port: int) -> None:
+        identity = self.hub.identity
+        self._mqtt = MqttListener(self.hub, self.tls.server_context())
+        await self._mqtt.start(bind, mqtt_port)
+        workload = HttpListener(
+            create_workload_app(identity, self.tls.ca_pem), bind_unix(self.workload_socket)
+        )
+        self._http.append(workload)
+        await workload.start()
+        hosts = [f"{bind}:{service_port}", bind, identity.hub_name]
+        service = HttpListener(
+            create_service_app(self.hub, hosts),
+            bind_tcp(bind, service_port),
+            self.tls.cert_path,
+            self.tls.key_path,
+        )
+        self._http.append(service)
+        await service.start()
+
+    async def shutdown(self) -> None:
+        if self._mqtt is not None:
+            await self._mqtt.stop()
+        for listener in self._http:
+            await listener.stop()
+        self.store.close()
+        self.workload_socket.unlink(missing_ok=True)
+
+
+async def _cancel_other_tasks() -> None:
+    """Cancel whatever is still running on the loop (nothing should be) before it stops."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()

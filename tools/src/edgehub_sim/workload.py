@@ -1,0 +1,56 @@
+"""The IoT Edge workload API on a unix socket, as `create_from_edge_environment()` calls it.
+
+`GET /trust-bundle` gives the CA the SDK then trusts; `POST /modules/{m}/genid/{g}/sign` signs the SAS
+string-to-sign with the module's key (the SDK never sees the key).
+"""
+
+import base64
+import binascii
+import logging
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from edgehub_sim.identity import Identity
+from edgehub_sim.sas import sign
+
+logger = logging.getLogger(__name__)
+
+
+class SignRequest(BaseModel):
+    """Body of a sign request (the SDK sends it without a JSON content type)."""
+
+    keyId: str
+    algo: str
+    data: str
+
+
+def create_workload_app(identity: Identity, ca_pem: str) -> Starlette:
+    """The workload API app for one simulator."""
+
+    async def trust_bundle(_: Request) -> JSONResponse:
+        return JSONResponse({"certificate": ca_pem})
+
+    async def sign_data(request: Request) -> JSONResponse:
+        module = request.path_params["module"]
+        key = identity.module_keys.get(module)
+        if key is None:
+            return JSONResponse({"message": f"unknown module {module!r}"}, status_code=404)
+        try:
+            body = SignRequest.model_validate_json(await request.body())
+            data = base64.b64decode(body.data, validate=True)
+        except (ValidationError, binascii.Error):
+            return JSONResponse({"message": "malformed sign request"}, status_code=400)
+        if body.algo != "HMACSHA256":
+            return JSONResponse({"message": f"unsupported algo {body.algo!r}"}, status_code=400)
+        return JSONResponse({"digest": sign(key, data)})
+
+    return Starlette(
+        routes=[
+            Route("/trust-bundle", trust_bundle, methods=["GET"]),
+            Route("/modules/{module}/genid/{genid}/sign", sign_data, methods=["POST"]),
+        ]
+    )
