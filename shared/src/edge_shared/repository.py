@@ -42,6 +42,9 @@ class ModelManifest(BaseModel):
     labels_file: str
     files: dict[str, str] = Field(description="relative file name → sha256 hex, for every file")
     source_sha256: str = Field(description="sha256 of the ZIP the version was installed from")
+    source_md5: str | None = Field(
+        default=None, description="md5 hex of that ZIP (a desired state may name only its MD5)"
+    )
     installed_at: datetime
     source: str = "full"
 

@@ -1,0 +1,44 @@
+"""`python -m loader_module`: settings → logging → edgeHub client → service, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from edge_shared.azure_edgehub import AzureEdgeHubClient
+from edge_shared.logs import configure_logging
+from loader_module.edge import run_loader
+from loader_module.settings import LoaderSettings
+
+logger = logging.getLogger("loader_module")
+
+
+async def _main(settings: LoaderSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_loader(settings, AzureEdgeHubClient(), stop)
+
+
+def main() -> int:
+    try:
+        settings = LoaderSettings()  # model_root comes from the environment
+    except ValidationError as exc:
+        configure_logging()
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        logger.error("invalid LOADER_ settings", extra={"problems": problems})
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    logger.info("loader starting", extra={"model_root": str(settings.model_root)})
+    asyncio.run(_main(settings))
+    logger.info("loader stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

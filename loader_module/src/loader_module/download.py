@@ -1,0 +1,331 @@
+"""Streaming, resumable, hash-as-you-go download of one ZIP to `.downloads/` (constant memory).
+
+A partial download is `<key>.part` plus `<key>.json` (the blob's ETag and size). A resume asks for
+`Range: bytes=<have>-` with `If-Match: <etag>`: a 412 means the blob was replaced, so the part is dropped
+and the download starts again from 0 (If-Range is ignored by Azurite, so it is not used). Retries with
+exponential backoff and jitter come from `stamina`; 403 and 404 are final at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import IO
+
+import httpx
+import stamina
+from pydantic import BaseModel, ValidationError
+
+from edge_shared.fsutil import atomic_write_text
+from edge_shared.redaction import redact, redact_url
+from loader_module.errors import (
+    BlobNotFoundError,
+    ChecksumMismatchError,
+    DiskFullError,
+    DownloadFailedError,
+    SasExpiredError,
+    TooLargeError,
+    TransientDownloadError,
+)
+
+logger = logging.getLogger(__name__)
+
+FLUSH_BYTES = 1024 * 1024
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+#: `(bytes_done, bytes_total, attempt)`, awaited after every flushed MiB and at each attempt start.
+ProgressCallback = Callable[[int, int | None, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    max_bytes: int
+    min_free_bytes: int
+    attempts: int
+    backoff_initial: float
+    backoff_max: float
+    backoff_jitter: float
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    size: int
+    md5: bytes
+    sha256: bytes
+    #: Body bytes received from the network in this call, over all attempts (resume efficiency).
+    fetched: int
+    attempts: int
+
+
+class _PartMeta(BaseModel):
+    etag: str
+    total: int | None
+
+
+class _Partial:
+    """The part file, its resume metadata and running hashes; all methods block (run them in a thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.meta_path = path.with_suffix(".json")
+        self.offset = 0
+        self.etag: str | None = None
+        self.total: int | None = None
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha256 = hashlib.sha256()
+        self._handle: IO[bytes] | None = None
+
+    def load(self) -> None:
+        """Adopt an earlier part (re-hashing it from disk) or start empty."""
+        try:
+            meta = _PartMeta.model_validate_json(self.meta_path.read_bytes())
+        except (FileNotFoundError, ValidationError, ValueError):
+            self.reset()
+            return
+        if not self.path.is_file():
+            self.reset()
+            return
+        self.etag, self.total = meta.etag, meta.total
+        with self.path.open("rb") as handle:
+            while block := handle.read(FLUSH_BYTES):
+                self._md5.update(block)
+                self._sha256.update(block)
+                self.offset += len(block)
+        if self.total is not None and self.offset > self.total:
+            self.reset()
+
+    def reset(self) -> None:
+        self.close()
+        self.offset, self.etag, self.total = 0, None, None
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha256 = hashlib.sha256()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(b"")
+        with contextlib.suppress(FileNotFoundError):
+            self.meta_path.unlink()
+
+    def remember(self, etag: str, total: int | None) -> None:
+        self.etag, self.total = etag, total
+        atomic_write_text(self.meta_path, _PartMeta(etag=etag, total=total).model_dump_json())
+
+    def open(self) -> None:
+        self._handle = self.path.open("ab")
+
+    def append(self, data: bytes) -> None:
+        assert self._handle is not None
+        self._handle.write(data)
+        self._md5.update(data)
+        self._sha256.update(data)
+        self.offset += len(data)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            self._handle.close()
+            self._handle = None
+
+    def finish(self) -> tuple[bytes, bytes]:
+        self.close()
+        with self.path.open("rb") as handle:
+            os.fsync(handle.fileno())
+        return self._md5.digest(), self._sha256.digest()
+
+
+def discard(part_path: Path) -> None:
+    """Remove a part file and its metadata (after a checksum mismatch, or when the target changed)."""
+    for path in (part_path, part_path.with_suffix(".json")):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _retry_hook(exc: Exception) -> bool | float:
+    if isinstance(exc, TransientDownloadError):
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+def _retry_after(response: httpx.Response, cap: float) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        date = response.headers.get("date")
+        now = parsedate_to_datetime(date) if date else None
+        if now is None:
+            return None
+        seconds = (when - now).total_seconds()
+    return min(max(seconds, 0.0), cap)
+
+
+class Downloader:
+    """Downloads with an injected `httpx.AsyncClient` (TLS trust and timeouts are configured on it)."""
+
+    def __init__(self, client: httpx.AsyncClient, limits: DownloadLimits) -> None:
+        self._client = client
+        self._limits = limits
+
+    async def fetch(
+        self,
+        url: Callable[[], str],
+        part_path: Path,
+        *,
+        expected_size: int | None,
+        on_progress: ProgressCallback,
+    ) -> DownloadResult:
+        """Download to `part_path` (resuming it if possible); `url()` gives the newest URL per attempt."""
+        if expected_size is not None and expected_size > self._limits.max_bytes:
+            raise TooLargeError(f"Size {expected_size} exceeds the limit of {self._limits.max_bytes} bytes")
+        partial = _Partial(part_path)
+        await asyncio.to_thread(partial.load)
+        if partial.offset:
+            logger.info("resuming a partial download", extra={"bytes_have": partial.offset})
+        fetched = 0
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retry_hook,
+                attempts=self._limits.attempts,
+                timeout=None,
+                wait_initial=self._limits.backoff_initial,
+                wait_max=self._limits.backoff_max,
+                wait_jitter=self._limits.backoff_jitter,
+            ):
+                with attempt:
+                    attempts = attempt.num
+                    try:
+                        fetched += await self._attempt(url(), partial, expected_size, attempts, on_progress)
+                    except TransientDownloadError as exc:
+                        logger.warning(
+                            "download attempt failed",
+                            extra={"attempt": attempts, "reason": str(exc), "bytes_have": partial.offset},
+                        )
+                        raise
+        except TransientDownloadError as exc:
+            raise DownloadFailedError(f"gave up after {attempts} attempts: {exc}") from exc
+        finally:
+            await asyncio.to_thread(partial.close)
+        md5, sha256 = await asyncio.to_thread(partial.finish)
+        return DownloadResult(part_path, partial.offset, md5, sha256, fetched, attempts)
+
+    async def _attempt(
+        self,
+        url: str,
+        partial: _Partial,
+        expected_size: int | None,
+        attempt: int,
+        on_progress: ProgressCallback,
+    ) -> int:
+        """One GET; returns the body bytes received. Raises `TransientDownloadError` to be retried."""
+        if partial.total is not None and partial.offset == partial.total and partial.etag is not None:
+            return 0  # complete already: never ask for `bytes=<size>-`
+        headers: dict[str, str] = {}
+        if partial.offset and partial.etag:
+            headers = {"Range": f"bytes={partial.offset}-", "If-Match": partial.etag}
+        elif partial.offset:
+            await asyncio.to_thread(partial.reset)
+        await on_progress(partial.offset, partial.total, attempt)
+        received = 0
+        try:
+            async with self._client.stream("GET", url, headers=headers) as response:
+                await self._accept(response, partial, expected_size)
+                await asyncio.to_thread(partial.open)
+                buffer = bytearray()
+                try:
+                    async for chunk in response.aiter_raw():
+                        buffer += chunk
+                        received += len(chunk)
+                        if partial.total is not None and partial.offset + len(buffer) > partial.total:
+                            raise DownloadFailedError("the server sent more bytes than it announced")
+                        if len(buffer) >= FLUSH_BYTES:
+                            await asyncio.to_thread(partial.append, bytes(buffer))
+                            buffer.clear()
+                            await on_progress(partial.offset, partial.total, attempt)
+                finally:
+                    # Bytes that arrived before a cut are a valid prefix: keep them for the resume.
+                    if buffer:
+                        await asyncio.to_thread(partial.append, bytes(buffer))
+                    await asyncio.to_thread(partial.close)
+        except httpx.TransportError as exc:
+            raise TransientDownloadError(f"{type(exc).__name__}: {_describe(exc)}") from exc
+        await on_progress(partial.offset, partial.total, attempt)
+        if partial.total is not None and partial.offset < partial.total:
+            raise TransientDownloadError(f"stream ended at {partial.offset} of {partial.total} bytes")
+        return received
+
+    async def _accept(self, response: httpx.Response, partial: _Partial, expected_size: int | None) -> None:
+        """Check the status and headers before the body is read; may reset the partial file."""
+        status = response.status_code
+        where = redact_url(str(response.request.url))
+        if status == 403:
+            raise SasExpiredError(f"403 from {where}: the SAS is expired or invalid; a new URL is needed")
+        if status == 404:
+            raise BlobNotFoundError(f"404 from {where}: no such blob")
+        if status == 412:
+            await asyncio.to_thread(partial.reset)
+            raise TransientDownloadError("the blob changed since the partial download (412); starting over")
+        if status == 416:
+            await asyncio.to_thread(partial.reset)
+            raise TransientDownloadError("the server refused the resume range (416); starting over")
+        if status in _RETRY_STATUS:
+            raise TransientDownloadError(
+                f"HTTP {status} from {where}", retry_after=_retry_after(response, self._limits.backoff_max)
+            )
+        if status == 200:
+            if partial.offset:
+                await asyncio.to_thread(partial.reset)
+            total = _int_header(response, "content-length")
+        elif status == 206:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+            if match is None or int(match.group(1)) != partial.offset:
+                await asyncio.to_thread(partial.reset)
+                raise TransientDownloadError("the server answered a different range; starting over")
+            total = None if match.group(3) == "*" else int(match.group(3))
+        else:
+            raise DownloadFailedError(f"unexpected HTTP {status} from {where}")
+        if total is not None:
+            self._check_size(total, expected_size, partial)
+        etag = response.headers.get("etag")
+        if etag:
+            await asyncio.to_thread(partial.remember, etag, total)
+        else:
+            partial.etag, partial.total = None, total
+
+    def _check_size(self, total: int, expected_size: int | None, partial: _Partial) -> None:
+        if total > self._limits.max_bytes:
+            raise TooLargeError(f"the blob has {total} bytes, over the limit of {self._limits.max_bytes}")
+        if expected_size is not None and total != expected_size:
+            raise ChecksumMismatchError(f"the blob has {total} bytes but Size says {expected_size}")
+        free = shutil.disk_usage(partial.path.parent).free
+        needed = total - partial.offset + self._limits.min_free_bytes
+        if free < needed:
+            raise DiskFullError(
+                f"{total - partial.offset} bytes to download but only {free} free "
+                f"(keeping {self._limits.min_free_bytes} spare)"
+            )
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    # httpx messages do not carry the URL, but redact anyway: this text reaches reported properties.
+    return redact(str(exc) or type(exc).__name__)

@@ -1,0 +1,49 @@
+"""Wiring: the service and its methods on an `EdgeHubClient`, run until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+
+import httpx
+
+from edge_shared.edgehub import EdgeHubClient, Handlers
+from loader_module.clock import Clock
+from loader_module.methods import LoaderMethods
+from loader_module.service import LoaderService
+from loader_module.settings import LoaderSettings
+
+logger = logging.getLogger(__name__)
+
+
+def make_http_client(settings: LoaderSettings) -> httpx.AsyncClient:
+    """System CAs plus `LOADER_CA_FILE`; a read timeout that turns a stalled stream into a resume."""
+    context = ssl.create_default_context()
+    if settings.ca_file is not None:
+        context.load_verify_locations(cafile=str(settings.ca_file))
+    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
+    return httpx.AsyncClient(verify=context, timeout=timeout, follow_redirects=False, trust_env=False)
+
+
+async def run_loader(
+    settings: LoaderSettings,
+    edgehub: EdgeHubClient,
+    stop: asyncio.Event,
+    *,
+    http: httpx.AsyncClient | None = None,
+    clock: Clock | None = None,
+    started: asyncio.Event | None = None,
+) -> None:
+    """Start, reconcile, serve patches and methods until `stop` is set, then park and disconnect."""
+    async with http if http is not None else make_http_client(settings) as client:
+        service = LoaderService(settings, edgehub, client, clock=clock)
+        methods = LoaderMethods(service)
+        try:
+            await service.start(Handlers(on_desired_patch=service.on_desired_patch, on_method=methods.handle))
+            if started is not None:
+                started.set()
+            await stop.wait()
+            logger.info("stopping")
+        finally:
+            await service.stop()

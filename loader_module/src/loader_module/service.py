@@ -1,0 +1,625 @@
+"""The loader's orchestration: reconcile the desired state, run one update at a time, retry later.
+
+Only the latest desired state matters. An update runs as one task (`_Job`); a newer target cancels it
+(the partial download stays for a later resume only if it is the same target). The install step is
+shielded from cancellation so that shutdown finishes it rather than leaving it half done, although
+every step is a rename and would be safe to cut anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edge_shared.desired import DesiredModel, desired_is_empty, parse_desired
+from edge_shared.edgehub import EdgeHubClient, Handlers
+from edge_shared.errors import InvalidDesiredError, RepositoryError
+from edge_shared.logs import log_context
+from edge_shared.messages import ModelStatusEvent
+from edge_shared.redaction import redact
+from edge_shared.reported import ErrorCode, ModelUpdate, Source, UpdateError, UpdateState
+from edge_shared.repository import ModelManifest, ModelRepository
+from loader_module.clock import Clock, SystemClock
+from loader_module.download import Downloader, DownloadLimits, DownloadResult, discard
+from loader_module.errors import LoaderError, RollbackFailedError, SasExpiredError
+from loader_module.install import activate, apply_retention, clean_staging, install_version
+from loader_module.progress import ProgressThrottle
+from loader_module.reporting import Reporter
+from loader_module.settings import LoaderSettings
+from loader_module.state import LoaderState, StateStore, UpdateRecord, target_key, url_digest
+from loader_module.unpack import UnpackLimits, unpack_model
+from loader_module.verify import verify_digests, verify_signature
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    key: str
+    desired: DesiredModel
+    desired_version: int | None
+    cycle: int
+    wait_until: datetime | None = None
+    new_url: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """JSON merge patch (RFC 7386), as IoT Hub applies desired patches."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+class LoaderService:
+    """Owns the desired state, the running update and the persisted state; talks through `Reporter`."""
+
+    def __init__(
+        self,
+        settings: LoaderSettings,
+        edgehub: EdgeHubClient,
+        http: httpx.AsyncClient,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self._settings = settings
+        self._edgehub = edgehub
+        self._clock = clock or SystemClock()
+        self.repo = ModelRepository(settings.model_root)
+        self._store = StateStore(settings.model_root)
+        self._state = LoaderState()
+        self.reporter = Reporter(edgehub)
+        self._downloader = Downloader(
+            http,
+            DownloadLimits(
+                max_bytes=settings.max_download_bytes,
+                min_free_bytes=settings.min_free_bytes,
+                attempts=settings.download_attempts,
+                backoff_initial=settings.backoff_initial,
+                backoff_max=settings.backoff_max,
+                backoff_jitter=settings.backoff_jitter,
+            ),
+        )
+        self._desired: dict[str, Any] = {}
+        self._desired_version: int | None = None
+        self._early_patches: list[dict[str, Any]] | None = []
+        self._job: _Job | None = None
+        self._lock = asyncio.Lock()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    async def start(self, handlers: Handlers) -> None:
+        """Prepare the repository, connect, read the whole twin and reconcile it."""
+        await asyncio.to_thread(self.repo.ensure_layout)
+        await asyncio.to_thread(clean_staging, self.repo)
+        self._state = await asyncio.to_thread(self._store.load)
+        await self._edgehub.connect(handlers)
+        twin = await self._edgehub.get_twin()
+        self._desired = dict(twin.desired)
+        self._desired_version = twin.desired_version
+        early, self._early_patches = self._early_patches or [], None
+        for patch in early:
+            self._apply_patch(patch)
+        await self._reannounce_if_needed()
+        await self.reconcile()
+
+    async def stop(self) -> None:
+        """Park the running update (a partial download resumes on the next start); shut the client."""
+        await self._cancel_job()
+        await self._edgehub.shutdown()
+
+    async def on_desired_patch(self, patch: dict[str, Any]) -> None:
+        if self._early_patches is not None:
+            self._early_patches.append(patch)  # arrived before the twin was read: applied after it
+            return
+        if self._apply_patch(patch):
+            await self.reconcile()
+
+    def _apply_patch(self, patch: Mapping[str, Any]) -> bool:
+        version = patch.get("$version")
+        if (
+            isinstance(version, int)
+            and self._desired_version is not None
+            and version <= self._desired_version
+        ):
+            return False  # already part of the twin we read
+        _merge(self._desired, patch)
+        if isinstance(version, int):
+            self._desired_version = version
+        return True
+
+    async def wait_idle(self) -> None:
+        """Until no update task runs (tests and shutdown)."""
+        job = self._job
+        if job is not None and job.task is not None:
+            await asyncio.wait([job.task])
+
+    @property
+    def state(self) -> LoaderState:
+        return self._state
+
+    # --- reconcile ---------------------------------------------------------------------------------
+    async def reconcile(self, *, force: bool = False) -> None:
+        """Bring the device towards the latest desired state (idempotent)."""
+        async with self._lock:
+            await self._reconcile(force)
+
+    async def _reconcile(self, force: bool) -> None:
+        props = {key: value for key, value in self._desired.items() if not key.startswith("$")}
+        if desired_is_empty(props):
+            await self._cancel_job()
+            await self._report_inventory(state=UpdateState.IDLE)
+            return
+        try:
+            desired = parse_desired(props, allow_insecure_http=self._settings.allow_insecure_http)
+        except InvalidDesiredError as exc:
+            await self._cancel_job()
+            logger.warning("desired properties are invalid", extra={"problems": exc.fields})
+            self._state.update = None
+            await self._save()
+            await self._fail_report(
+                ErrorCode.INVALID_DESIRED, str(exc), file_name=None, version=None, started=self._clock.now()
+            )
+            return
+        key = target_key(desired)
+        job = self._job
+        if job is not None and job.key == key and job.task is not None and not job.task.done() and not force:
+            if url_digest(job.desired) != url_digest(desired):
+                job.desired = desired  # the next attempt uses the new URL
+                job.new_url.set()
+            return
+        await self._cancel_job()
+        if self._state.rolled_back_target == key and not force:
+            await self._report_inventory(state=UpdateState.READY)
+            return
+        if self._state.rolled_back_target is not None and self._state.rolled_back_target != key:
+            self._state.rolled_back_target = None
+            await self._save()
+        if await self._already_installed(desired):
+            return
+        cycle = 1
+        wait_until: datetime | None = None
+        record = self._state.update
+        if record is not None and record.target == key and record.status == "failed" and not force:
+            same_url = record.url_digest == url_digest(desired)
+            if record.error_code == ErrorCode.SAS_EXPIRED and same_url:
+                await self._report_record(record, desired)
+                return
+            if record.next_retry_at is None and same_url:
+                await self._report_record(record, desired)  # final failure: needs a new desired or `retry`
+                return
+            cycle = record.cycle + 1
+            wait_until = record.next_retry_at if same_url else None
+        elif record is not None and record.target == key and record.status == "pending":
+            cycle = record.cycle
+        self._start_job(_Job(key, desired, self._desired_version, cycle, wait_until))
+
+    async def _already_installed(self, desired: DesiredModel) -> bool:
+        """If these bytes are installed under this version, only make them current and announced."""
+        version = desired.version
+        if not self.repo.is_installed(version):
+            return False
+        try:
+            manifest = await asyncio.to_thread(self.repo.read_manifest, version)
+        except RepositoryError:
+            return False
+        if desired.content_sha256 is not None and manifest.source_sha256 != desired.content_sha256:
+            return False
+        if desired.content_md5 is not None and manifest.source_md5 not in (None, desired.content_md5):
+            return False
+        if desired.content_sha256 is None and manifest.source_md5 is None:
+            return False
+        current = await asyncio.to_thread(self.repo.current_version)
+        if current != version:
+            await asyncio.to_thread(activate, self.repo, version)
+        if current != version or self._state.announced_version != version:
+            await self._announce(manifest)
+        now = self._clock.now()
+        self._state.update = None
+        await self._save()
+        await self._report_inventory(
+            state=UpdateState.READY,
+            latest=manifest.file_name,
+            update=ModelUpdate(
+                state=UpdateState.READY,
+                file_name=desired.file_name,
+                version=version,
+                desired_version=self._desired_version,
+                source="local",
+                finished_at=now,
+            ),
+        )
+        return True
+
+    # --- running an update -------------------------------------------------------------------------
+    def _start_job(self, job: _Job) -> None:
+        self._job = job
+        job.task = asyncio.create_task(self._run_job(job), name=f"update-{job.desired.version}")
+
+    async def _cancel_job(self) -> None:
+        job, self._job = self._job, None
+        if job is None or job.task is None or job.task.done():
+            return
+        job.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job.task
+
+    async def _run_job(self, job: _Job) -> None:
+        with log_context(version=job.desired.version, desired_version=job.desired_version):
+            while True:
+                if job.wait_until is not None:
+                    await self._clock.sleep_until(job.wait_until)
+                    job.wait_until = None
+                try:
+                    await self._apply(job)
+                    return
+                except SasExpiredError as exc:
+                    job.new_url.clear()
+                    await self._record_failure(job, exc.code, str(exc), next_retry=None)
+                    await job.new_url.wait()  # a desired patch with a new URL for the same target
+                except LoaderError as exc:
+                    next_retry = (
+                        self._clock.now() + timedelta(seconds=self._settings.retry_after)
+                        if exc.retry_later
+                        else None
+                    )
+                    await self._record_failure(job, exc.code, str(exc), next_retry=next_retry)
+                    if next_retry is None:
+                        return
+                    job.wait_until = next_retry
+                except (OSError, RepositoryError) as exc:
+                    logger.exception("update failed unexpectedly")
+                    next_retry = self._clock.now() + timedelta(seconds=self._settings.retry_after)
+                    await self._record_failure(
+                        job, ErrorCode.INSTALL_FAILED, f"{type(exc).__name__}: {exc}", next_retry=next_retry
+                    )
+                    job.wait_until = next_retry
+                job.cycle += 1
+
+    async def _apply(self, job: _Job) -> None:
+        desired = job.desired
+        started = self._clock.now()
+        self._state.update = UpdateRecord(
+            target=job.key,
+            version=desired.version,
+            file_name=desired.file_name,
+            url_digest=url_digest(desired),
+            desired_version=job.desired_version,
+            status="pending",
+            cycle=job.cycle,
+            started_at=started,
+        )
+        await self._save()
+        logger.info("update started", extra={"url": desired.url_for_logs, "cycle": job.cycle})
+        self.reporter.update = ModelUpdate(
+            state=UpdateState.DOWNLOADING,
+            file_name=desired.file_name,
+            version=desired.version,
+            desired_version=job.desired_version,
+            bytes_total=desired.size,
+            source="full",
+            started_at=started,
+        )
+        await self.reporter.publish_update()
+        part = self.repo.downloads_dir / f"{job.key}.part"
+        await asyncio.to_thread(self._drop_other_parts, part.name)
+        result = await self._download(job, part)
+        await self.reporter.publish_update(state=UpdateState.VERIFYING)
+        try:
+            verify_digests(desired, size=result.size, md5=result.md5, sha256=result.sha256)
+            verify_signature(
+                desired,
+                sha256=result.sha256,
+                trusted_keys=self._settings.trusted_key_bytes,
+                required=self._settings.require_signature,
+            )
+        except LoaderError:
+            await asyncio.to_thread(discard, part)
+            raise
+        await self.reporter.publish_update(state=UpdateState.INSTALLING)
+        manifest = await self._install_shielded(desired, result)
+        await asyncio.to_thread(discard, part)
+        await self._announce(manifest)
+        finished = self._clock.now()
+        self._state.update = None
+        await self._save()
+        await self._report_inventory(
+            state=UpdateState.READY,
+            latest=manifest.file_name,
+            update=self.reporter.update.model_copy(
+                update={
+                    "state": UpdateState.READY,
+                    "finished_at": finished,
+                    "error": None,
+                    "next_retry_at": None,
+                }
+            ),
+        )
+        await self.reporter.status_event(
+            ModelStatusEvent(
+                state=UpdateState.READY,
+                version=desired.version,
+                file_name=desired.file_name,
+                error=None,
+                duration_seconds=max(0.0, (finished - started).total_seconds()),
+                bytes_downloaded=result.fetched,
+                source="full",
+            )
+        )
+        logger.info(
+            "update installed",
+            extra={"bytes": result.size, "fetched": result.fetched, "attempts": result.attempts},
+        )
+
+    async def _download(self, job: _Job, part: Path) -> DownloadResult:
+        async def publish() -> None:
+            await self.reporter.publish_update()
+
+        throttle = ProgressThrottle(self._clock, self._settings.progress_interval, publish)
+
+        async def on_progress(done: int, total: int | None, attempt: int) -> None:
+            changed_attempt = attempt != self.reporter.update.attempt
+            self.reporter.update = self.reporter.update.model_copy(
+                update={
+                    "bytes_done": done,
+                    "bytes_total": total if total is not None else job.desired.size,
+                    "percent": round(100.0 * done / total, 1) if total else None,
+                    "attempt": attempt,
+                }
+            )
+            if changed_attempt:
+                await throttle.force()
+            else:
+                await throttle.tick()
+
+        return await self._downloader.fetch(
+            lambda: job.desired.download_url.get_secret_value(),
+            part,
+            expected_size=job.desired.size,
+            on_progress=on_progress,
+        )
+
+    async def _install_shielded(self, desired: DesiredModel, result: DownloadResult) -> ModelManifest:
+        """Unpack, install and switch `current` in one thread step that cancellation waits for."""
+        settings = self._settings
+        installed_at = self._clock.now()
+
+        def work() -> ModelManifest:
+            try:
+                unpacked = unpack_model(
+                    result.path,
+                    self.repo.staging_dir,
+                    UnpackLimits(
+                        max_members=settings.max_archive_members,
+                        max_unpacked_bytes=settings.max_unpacked_bytes,
+                        min_free_bytes=settings.min_free_bytes,
+                    ),
+                )
+            except LoaderError:
+                discard(result.path)
+                raise
+            manifest = install_version(
+                self.repo,
+                unpacked,
+                version=desired.version,
+                file_name=desired.file_name,
+                source_sha256=result.sha256.hex(),
+                source_md5=result.md5.hex(),
+                installed_at=installed_at,
+            )
+            activate(self.repo, desired.version)
+            removed = apply_retention(self.repo, settings.keep_versions)
+            if removed:
+                logger.info("old versions removed", extra={"removed": removed})
+            return manifest
+
+        future = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait([future])  # finish the step; the next start sees a complete install
+            raise
+
+    def _drop_other_parts(self, keep: str) -> None:
+        """Partial downloads of other targets only take space: a newer target replaced them."""
+        for entry in self.repo.downloads_dir.glob("*.part"):
+            if entry.name != keep:
+                discard(entry)
+
+    # --- failures and reports ----------------------------------------------------------------------
+    async def _record_failure(
+        self, job: _Job, code: ErrorCode, message: str, *, next_retry: datetime | None
+    ) -> None:
+        message = redact(message)
+        logger.warning(
+            "update failed", extra={"code": str(code), "reason": message, "next_retry_at": next_retry}
+        )
+        record = self._state.update or UpdateRecord(
+            target=job.key,
+            version=job.desired.version,
+            file_name=job.desired.file_name,
+            url_digest=url_digest(job.desired),
+        )
+        record = record.model_copy(
+            update={
+                "status": "failed",
+                "error_code": str(code),
+                "error_message": message,
+                "cycle": job.cycle,
+                "next_retry_at": next_retry,
+                "url_digest": url_digest(job.desired),
+            }
+        )
+        self._state.update = record
+        await self._save()
+        await self._fail_report(
+            code,
+            message,
+            file_name=job.desired.file_name,
+            version=job.desired.version,
+            started=record.started_at or self._clock.now(),
+            next_retry=next_retry,
+            bytes_downloaded=self.reporter.update.bytes_done,
+        )
+
+    async def _fail_report(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        file_name: str | None,
+        version: str | None,
+        started: datetime,
+        next_retry: datetime | None = None,
+        bytes_downloaded: int = 0,
+    ) -> None:
+        finished = self._clock.now()
+        error = UpdateError(code=str(code), message=redact(message))
+        source: Source | None = None if code == ErrorCode.INVALID_DESIRED else "full"
+        await self.reporter.publish_update(
+            state=UpdateState.FAILED,
+            file_name=file_name,
+            version=version,
+            desired_version=self._desired_version,
+            error=error,
+            next_retry_at=next_retry,
+            finished_at=finished,
+            source=source,
+            started_at=started,
+        )
+        await self.reporter.status_event(
+            ModelStatusEvent(
+                state=UpdateState.FAILED,
+                version=version,
+                file_name=file_name,
+                error=error,
+                duration_seconds=max(0.0, (finished - started).total_seconds()),
+                bytes_downloaded=bytes_downloaded,
+                source=source,
+            )
+        )
+
+    async def _report_record(self, record: UpdateRecord, desired: DesiredModel) -> None:
+        """Re-report a persisted failure (after a restart) without acting on it."""
+        await self.reporter.publish_update(
+            state=UpdateState.FAILED,
+            file_name=desired.file_name,
+            version=desired.version,
+            desired_version=self._desired_version,
+            error=UpdateError(
+                code=record.error_code or str(ErrorCode.INTERNAL), message=record.error_message or ""
+            ),
+            next_retry_at=record.next_retry_at,
+            attempt=0,
+        )
+
+    async def _report_inventory(
+        self, *, state: UpdateState, latest: str | None = None, update: ModelUpdate | None = None
+    ) -> None:
+        installed = await asyncio.to_thread(self.repo.installed_versions)
+        if update is None:
+            update = self.reporter.update.model_copy(update={"state": state})
+            if state is UpdateState.IDLE:
+                update = ModelUpdate(desired_version=self._desired_version)
+        self.reporter.update = update
+        patch: dict[str, Any] = {"ModelUpdate": update.to_twin(), "InstalledModels": installed}
+        if latest is not None:
+            patch["LatestAIModelFileName"] = latest
+        await self.reporter.patch(patch)
+
+    async def _announce(self, manifest: ModelManifest) -> None:
+        if await self.reporter.announce(manifest):
+            self._state.announced_version = manifest.version
+            await self._save()
+
+    async def _reannounce_if_needed(self) -> None:
+        """The last announcement may have been lost (crash between install and send): send it again."""
+        try:
+            current = await asyncio.to_thread(self.repo.current_version)
+            if current is None or current == self._state.announced_version:
+                return
+            manifest = await asyncio.to_thread(self.repo.read_manifest, current)
+        except RepositoryError:
+            logger.warning("the current version is unreadable; not announced")
+            return
+        await self._announce(manifest)
+        await self.reporter.patch({"LatestAIModelFileName": manifest.file_name})
+
+    async def _save(self) -> None:
+        await asyncio.to_thread(self._store.save, self._state)
+
+    # --- operator actions (direct methods) ---------------------------------------------------------
+    async def rollback(self, version: str | None) -> ModelManifest:
+        """Make `version` (or the one installed before the current) current and announce it."""
+        async with self._lock:
+            current = await asyncio.to_thread(self.repo.current_version)
+            installed = await asyncio.to_thread(self.repo.installed_versions)
+            if version is None:
+                if current not in installed:
+                    raise RollbackFailedError("no current version to roll back from")
+                older = installed[installed.index(current) + 1 :]
+                if not older:
+                    raise RollbackFailedError("no older version is installed")
+                version = older[0]
+            elif version not in installed:
+                raise RollbackFailedError(f"version {version!r} is not installed")
+            await self._cancel_job()
+            manifest = await asyncio.to_thread(self.repo.read_manifest, version)
+            await asyncio.to_thread(activate, self.repo, version)
+            props = {key: value for key, value in self._desired.items() if not key.startswith("$")}
+            try:
+                desired_key: str | None = target_key(
+                    parse_desired(props, allow_insecure_http=self._settings.allow_insecure_http)
+                )
+            except InvalidDesiredError:
+                desired_key = None
+            self._state.rolled_back_target = desired_key
+            self._state.update = None
+            await self._save()
+            await self._announce(manifest)
+            await self._report_inventory(
+                state=UpdateState.READY,
+                latest=manifest.file_name,
+                update=ModelUpdate(
+                    state=UpdateState.READY,
+                    file_name=manifest.file_name,
+                    version=version,
+                    desired_version=self._desired_version,
+                    source="local",
+                    finished_at=self._clock.now(),
+                ),
+            )
+            logger.info("rolled back", extra={"to_version": version, "from_version": current})
+            return manifest
+
+    async def retry(self) -> None:
+        """Forget a recorded failure or rollback and apply the current desired state again, now."""
+        async with self._lock:
+            self._state.update = None
+            self._state.rolled_back_target = None
+            await self._save()
+            await self._reconcile(force=True)
+
+    async def status(self) -> dict[str, Any]:
+        installed = await asyncio.to_thread(self.repo.installed_versions)
+        try:
+            current = await asyncio.to_thread(self.repo.current_version)
+        except RepositoryError:
+            current = None
+        return {
+            "ModelUpdate": self.reporter.update.to_twin(),
+            "InstalledModels": installed,
+            "CurrentVersion": current,
+        }

@@ -1,0 +1,121 @@
+"""Safe extraction: hostile archives are refused with the right code and leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loader_module.errors import InvalidModelError, LoaderError, UnsafeArchiveError
+from loader_module.unpack import UnpackedModel, UnpackLimits, unpack_model
+from tests.loader.conftest import LABELS, model_zip, onnx_model, tflite_model, zip_bytes
+
+LIMITS = UnpackLimits(max_members=16, max_unpacked_bytes=8 * 1024 * 1024, min_free_bytes=0)
+
+
+def _unpack(tmp_path: Path, data: bytes, limits: UnpackLimits = LIMITS) -> UnpackedModel:
+    archive = tmp_path / "in.zip"
+    archive.write_bytes(data)
+    return unpack_model(archive, tmp_path / "staging", limits)
+
+
+def _refused(tmp_path: Path, data: bytes, error: type[LoaderError], limits: UnpackLimits = LIMITS) -> str:
+    archive = tmp_path / "in.zip"
+    archive.write_bytes(data)
+    staging = tmp_path / "staging"
+    with pytest.raises(error) as caught:
+        unpack_model(archive, staging, limits)
+    assert list(staging.iterdir()) == [], "a refused archive must leave nothing in staging"
+    assert not (tmp_path / "evil.onnx").exists()
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "tflite"])
+def test_valid_zip_unpacks_model_and_labels_with_digests(tmp_path: Path, runtime: str) -> None:
+    result = _unpack(tmp_path, model_zip(runtime))
+    assert result.runtime == runtime
+    assert result.model_file == f"model.{runtime}"
+    assert result.labels_file == "labels.txt"
+    directory = result.directory
+    assert (directory / "labels.txt").read_text() == LABELS
+    assert set(result.files) == {f"model.{runtime}", "labels.txt"}
+
+
+def test_one_top_folder_is_stripped(tmp_path: Path) -> None:
+    result = _unpack(tmp_path, model_zip("onnx", top_folder="tiny-yolov3"))
+    assert result.model_file == "model.onnx"
+    assert (result.directory / "model.onnx").read_bytes() == onnx_model()
+
+
+def test_model_json_names_the_label_file(tmp_path: Path) -> None:
+    data = zip_bytes(
+        {
+            "m.tflite": tflite_model(),
+            "classes.names": b"a\nb\n",
+            "model.json": json.dumps({"labels": "classes.names"}).encode(),
+        }
+    )
+    result = _unpack(tmp_path, data)
+    assert result.labels_file == "classes.names"
+
+
+@pytest.mark.parametrize(
+    "name", ["../evil.onnx", "a/../../evil.onnx", "/tmp/evil.onnx", "C:/evil.onnx", "..\\evil.onnx"]
+)
+def test_path_escapes_are_unsafe(tmp_path: Path, name: str) -> None:
+    data = zip_bytes({name: onnx_model(), "labels.txt": LABELS.encode()})
+    _refused(tmp_path, data, UnsafeArchiveError)
+
+
+def test_symlink_member_is_unsafe(tmp_path: Path) -> None:
+    data = zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"x\n"}, symlinks={"link": "/etc/passwd"})
+    assert "symbolic link" in _refused(tmp_path, data, UnsafeArchiveError)
+
+
+def test_zip_bomb_is_unsafe_before_anything_is_written(tmp_path: Path) -> None:
+    data = zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"x\n", "zeros.bin": bytes(9 * 1024 * 1024)})
+    assert len(data) < 200_000  # compresses ~100:1, yet unpacks over the 8 MiB limit
+    assert "more than" in _refused(tmp_path, data, UnsafeArchiveError)
+
+
+def test_too_many_members_is_unsafe(tmp_path: Path) -> None:
+    members = {f"extra{i}.txt": b"x" for i in range(20)}
+    data = zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"x\n", **members})
+    assert "members" in _refused(tmp_path, data, UnsafeArchiveError)
+
+
+def test_duplicate_names_are_unsafe(tmp_path: Path) -> None:
+    data = zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"x\n", "LABELS.TXT": b"y\n"})
+    _refused(tmp_path, data, UnsafeArchiveError)
+
+
+def test_two_models_are_invalid(tmp_path: Path) -> None:
+    data = zip_bytes({"a.onnx": onnx_model(), "b.tflite": tflite_model(), "labels.txt": b"x\n"})
+    assert "2 model files" in _refused(tmp_path, data, InvalidModelError)
+
+
+def test_no_model_is_invalid(tmp_path: Path) -> None:
+    data = zip_bytes({"readme.md": b"hi", "labels.txt": b"x\n"})
+    assert "no model file" in _refused(tmp_path, data, InvalidModelError)
+
+
+def test_no_labels_is_invalid(tmp_path: Path) -> None:
+    _refused(tmp_path, zip_bytes({"model.onnx": onnx_model()}), InvalidModelError)
+
+
+def test_empty_labels_are_invalid(tmp_path: Path) -> None:
+    _refused(tmp_path, zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"\n\n"}), InvalidModelError)
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [("model.onnx", b"<html>not a model</html>"), ("model.tflite", b"PK\x03\x04 not a flatbuffer")],
+)
+def test_not_a_model_is_invalid(tmp_path: Path, name: str, payload: bytes) -> None:
+    data = zip_bytes({name: payload, "labels.txt": b"x\n"})
+    assert "magic" in _refused(tmp_path, data, InvalidModelError)
+
+
+def test_not_a_zip_is_invalid(tmp_path: Path) -> None:
+    _refused(tmp_path, b"this is not a zip file at all", InvalidModelError)
