@@ -1,0 +1,89 @@
+"""App factory and lifespan: every resource (threads, models, edgeHub) is owned by the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+from fastapi import FastAPI
+
+from edge_shared.edgehub import EdgeHubClient
+from edge_shared.reported import Runtime
+from inference_module.api.errors import install_error_handlers
+from inference_module.api.routes import build_router
+from inference_module.api.state import AppState
+from inference_module.dispatch import Dispatcher
+from inference_module.edge import EdgeLink
+from inference_module.errors import ModelError, NoCurrentModelError
+from inference_module.imaging import ImageLimits
+from inference_module.metrics import Metrics
+from inference_module.runtimes import default_registry
+from inference_module.runtimes.base import DetectorFactory
+from inference_module.service import ModelService
+from inference_module.settings import InferenceSettings
+from inference_module.slot import ModelSlot
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: InferenceSettings,
+    *,
+    registry: Mapping[Runtime, DetectorFactory] | None = None,
+    edgehub: EdgeHubClient | None = None,
+) -> FastAPI:
+    """The inference app. `registry` replaces the runtimes and `edgehub` the Azure client (tests)."""
+    metrics = Metrics()
+    slot = ModelSlot()
+    service = ModelService(settings, slot, metrics, registry or default_registry())
+    state = AppState(
+        settings=settings,
+        slot=slot,
+        metrics=metrics,
+        service=service,
+        dispatcher=Dispatcher(settings.pipeline_threads, settings.max_queue, metrics),
+        limits=ImageLimits(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            state.dispatcher.start()
+            stack.callback(state.dispatcher.stop)
+            stack.callback(slot.close)
+            await _load_at_startup(service)
+            if settings.edgehub:
+                link = EdgeLink(edgehub or _azure_client(), service, slot)
+                await link.start()
+                stack.push_async_callback(link.stop)
+            else:
+                logger.info("running standalone: swaps only through POST /model/reload")
+            yield
+
+    app = FastAPI(
+        title="edge-model-loader inference",
+        summary="Object detection with ONNX Runtime and TFLite models, swapped without downtime.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.inference = state
+    install_error_handlers(app, retry_after=settings.retry_after_seconds)
+    app.include_router(build_router(settings))
+    return app
+
+
+async def _load_at_startup(service: ModelService) -> None:
+    """Serve what `current` names, with no network; nothing installed yet is not an error."""
+    try:
+        await service.load_current("startup")
+    except NoCurrentModelError:
+        logger.info("no model installed yet; not ready until one arrives")
+    except ModelError:
+        logger.exception("the installed model could not be loaded; not ready until a new one arrives")
+
+
+def _azure_client() -> EdgeHubClient:
+    from edge_shared.azure_edgehub import AzureEdgeHubClient
+
+    return AzureEdgeHubClient()

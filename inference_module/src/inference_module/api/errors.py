@@ -1,0 +1,80 @@
+"""The one place where errors become HTTP answers: status table, error body, `Retry-After`."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic_core import to_json
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inference_module import errors
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[errors.InferenceError], int] = {
+    errors.EmptyBodyError: 400,
+    errors.InvalidImageError: 400,
+    errors.ImageTooSmallError: 400,
+    errors.BodyTooLargeError: 413,
+    errors.TooManyPixelsError: 413,
+    errors.UnsupportedMediaTypeError: 415,
+    errors.UnsupportedImageFormatError: 415,
+    errors.InputError: 400,
+    errors.UnavailableError: 503,
+    errors.InvalidAnnouncementError: 400,
+    errors.UnsafeModelPathError: 400,
+    # An operator's reload that cannot happen in the current state; the old model keeps serving.
+    errors.ModelError: 409,
+    errors.InferenceError: 500,
+}
+
+
+def status_for(exc: errors.InferenceError) -> int:
+    for cls in type(exc).__mro__:
+        status = STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_response(status: int, code: str, message: str, *, retry_after: int | None = None) -> Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    body = to_json({"error": {"code": code, "message": message}})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
+    """Every error leaves as `{"error": {"code", "message"}}`; 503s say when to retry."""
+
+    async def on_inference_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.InferenceError)
+        status = status_for(exc)
+        if status >= 500 and status != 503:
+            logger.error("request failed: %s", exc, exc_info=exc)
+        return error_response(status, exc.code, str(exc), retry_after=retry_after if status == 503 else None)
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+            for error in exc.errors()
+        )
+        return error_response(422, "invalid_request", problems or "invalid request")
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    async def on_unexpected(_: Request, exc: Exception) -> Response:
+        logger.error("unexpected error", exc_info=exc)
+        return error_response(500, "internal_error", "internal error; see the module's log")
+
+    app.add_exception_handler(errors.InferenceError, on_inference_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,207 @@
+"""HTTP routes (design §7). Translation only: HTTP in, calls to the pipeline and service, bytes out."""
+
+import time
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import RootModel
+from pydantic_core import to_json
+
+from edge_shared.scoring import AvaScoreResponse, ErrorBody, ModelInfo, ScoreResponse
+from inference_module.api.body import read_limited_body
+from inference_module.api.errors import status_for
+from inference_module.api.state import AppState, get_state
+from inference_module.errors import InferenceError, NoModelError, UnsupportedMediaTypeError
+from inference_module.imaging import media_type_accepted
+from inference_module.pipeline import ScoreQuery, ScoreResult, run_pipeline
+from inference_module.settings import InferenceSettings
+from inference_module.slot import LoadedModel, ModelIdentity
+
+State = Annotated[AppState, Depends(get_state)]
+ResponseFormat = Literal["native", "ava"]
+
+
+class AnyScoreResponse(RootModel[ScoreResponse | AvaScoreResponse]):
+    """`format=native` (default) or `format=ava`."""
+
+
+_IMAGE_SCHEMA = {"type": "string", "format": "binary"}
+IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The raw image bytes: JPEG, PNG or BMP.",
+        "content": {
+            media: {"schema": _IMAGE_SCHEMA}
+            for media in ("image/jpeg", "image/png", "image/bmp", "application/octet-stream")
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Empty, undecodable or too small image."},
+    413: {"model": ErrorBody, "description": "Body or pixel count over the limits."},
+    415: {"model": ErrorBody, "description": "Content-Type or image format not supported."},
+    422: {"model": ErrorBody, "description": "Invalid query parameters."},
+    503: {"model": ErrorBody, "description": "No model loaded, or too many requests waiting."},
+}
+
+
+def build_router(settings: InferenceSettings) -> APIRouter:
+    """Routes whose query limits come from the settings."""
+    router = APIRouter()
+    page = resources.files("inference_module.api").joinpath("static/index.html").read_bytes()
+
+    Threshold = Annotated[
+        float | None,
+        Query(ge=0.0, le=1.0, description=f"Minimum score (default {settings.score_threshold})."),
+    ]
+    MaxDetections = Annotated[
+        int | None,
+        Query(ge=1, le=settings.max_detections, description="Most detections returned, best first."),
+    ]
+    Format = Annotated[ResponseFormat, Query(alias="format", description="`native` or `ava` (AVA shape).")]
+
+    async def score(state: AppState, request: Request, query: ScoreQuery, route: str) -> Response:
+        started = time.perf_counter()
+        status, version = 500, "none"
+        try:
+            if not media_type_accepted(request.headers.get("content-type")):
+                raise UnsupportedMediaTypeError("send the image as image/* or application/octet-stream")
+            if state.slot.current is None:
+                raise NoModelError("no model is loaded yet")
+            data = await read_limited_body(request, settings.max_image_bytes)
+            result: ScoreResult = await state.dispatcher.run(
+                run_pipeline, state.slot, data, query, state.limits, settings.annotated_jpeg_quality
+            )
+            status, version = 200, result.model_version
+            state.metrics.pipeline.labels(model_version=version).observe(result.pipeline_seconds)
+            return Response(result.body, media_type=result.media_type)
+        except InferenceError as exc:
+            status = status_for(exc)
+            raise
+        finally:
+            labels = {"route": route, "status": str(status), "model_version": version}
+            state.metrics.requests.labels(**labels).inc()
+            state.metrics.latency.labels(**labels).observe(time.perf_counter() - started)
+
+    @router.post(
+        "/score",
+        summary="Detect objects in an image",
+        response_model=None,
+        responses={200: {"model": AnyScoreResponse, "description": "Detections."}, **ERRORS},
+        openapi_extra=IMAGE_BODY,
+    )
+    async def score_json(
+        state: State,
+        request: Request,
+        threshold: Threshold = None,
+        max_detections: MaxDetections = None,
+        response_format: Format = "native",
+    ) -> Response:
+        query = ScoreQuery(
+            threshold=settings.score_threshold if threshold is None else threshold,
+            max_detections=settings.max_detections if max_detections is None else max_detections,
+            response_format=response_format,
+        )
+        return await score(state, request, query, "/score")
+
+    @router.post(
+        "/score/annotated",
+        summary="The image as JPEG with the detections drawn",
+        response_model=None,
+        responses={
+            200: {"content": {"image/jpeg": {"schema": _IMAGE_SCHEMA}}, "description": "Annotated JPEG."},
+            **ERRORS,
+        },
+        openapi_extra=IMAGE_BODY,
+    )
+    async def score_annotated(
+        state: State,
+        request: Request,
+        threshold: Threshold = None,
+        max_detections: MaxDetections = None,
+    ) -> Response:
+        query = ScoreQuery(
+            threshold=settings.score_threshold if threshold is None else threshold,
+            max_detections=settings.max_detections if max_detections is None else max_detections,
+            annotated=True,
+        )
+        return await score(state, request, query, "/score/annotated")
+
+    @router.get(
+        "/model",
+        summary="The model serving now",
+        response_model=None,
+        responses={200: {"model": ModelInfo}, 503: ERRORS[503]},
+    )
+    async def get_model(state: State) -> Response:
+        model = state.slot.current
+        if model is None:
+            raise NoModelError("no model is loaded yet")
+        return _json(model_info(model))
+
+    @router.post(
+        "/model/reload",
+        summary="Reload the version `current` names (same swap path as a routed message)",
+        response_model=None,
+        responses={
+            200: {"model": ModelInfo},
+            409: {"model": ErrorBody, "description": "Nothing installed, or the model failed to load."},
+        },
+    )
+    async def reload_model(state: State) -> Response:
+        await state.service.load_current("reload")
+        model = state.slot.current
+        if model is None:  # a concurrent preserve-memory swap failed after unloading
+            raise NoModelError("no model is loaded")
+        return _json(model_info(model))
+
+    @router.get("/health/live", summary="Liveness: the process answers")
+    @router.get("/v2/health/live", summary="Liveness (Open Inference Protocol path)")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @router.get(
+        "/health/ready",
+        summary="Readiness: 200 only while a model is loaded",
+        responses={503: ERRORS[503]},
+    )
+    @router.get(
+        "/v2/health/ready",
+        summary="Readiness (Open Inference Protocol path)",
+        responses={503: ERRORS[503]},
+    )
+    async def ready(state: State) -> Response:
+        model = state.slot.current
+        if model is None:
+            raise NoModelError("no model is loaded yet")
+        return _json({"ready": True, "model_version": model.identity.version})
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(state: State) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/", summary="Upload page", response_class=HTMLResponse)
+    async def upload_page() -> Response:
+        return HTMLResponse(page)
+
+    return router
+
+
+def model_info(model: LoadedModel) -> dict[str, Any]:
+    identity: ModelIdentity = model.identity
+    return ModelInfo(
+        version=identity.version,
+        file_name=identity.file_name,
+        runtime=identity.runtime,
+        input_shape=list(model.detector.metadata.input_shape),
+        labels_count=len(model.labels),
+        loaded_at=identity.loaded_at,
+        sha256=identity.sha256,
+    ).model_dump(mode="json")
+
+
+def _json(body: Any) -> Response:
+    return Response(to_json(body), media_type="application/json")

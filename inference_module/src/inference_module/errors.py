@@ -1,0 +1,111 @@
+"""Errors of the inference module: one tree, mapped to HTTP statuses in `api.errors` only.
+
+Tree (each class has a stable `code`, the `error.code` of the response body and of metrics):
+    InferenceError
+    ├── InputError                  the request is wrong; never a 500
+    │   ├── EmptyBodyError          empty_body            no image bytes
+    │   ├── InvalidImageError       invalid_image         undecodable, truncated or corrupt image
+    │   ├── ImageTooSmallError      image_too_small       a side below INFERENCE_MIN_IMAGE_SIDE
+    │   ├── BodyTooLargeError       payload_too_large     more than INFERENCE_MAX_IMAGE_BYTES
+    │   ├── TooManyPixelsError      too_many_pixels       more than INFERENCE_MAX_IMAGE_PIXELS (bomb guard)
+    │   ├── UnsupportedMediaTypeError  unsupported_media_type  Content-Type is not image/* or octet-stream
+    │   └── UnsupportedImageFormatError unsupported_image_format  decodable, but not JPEG/PNG/BMP
+    ├── UnavailableError            the service cannot answer now; retry later
+    │   ├── NoModelError            no_model              nothing loaded yet
+    │   └── OverloadedError         overloaded            more than INFERENCE_MAX_QUEUE requests waiting
+    └── ModelError                  a swap was refused or failed; the old model keeps serving
+        ├── InvalidAnnouncementError invalid_message      a routed message that is not a ModelAnnouncement
+        ├── UnsafeModelPathError    unsafe_path           a path escaping INFERENCE_MODEL_ROOT
+        ├── NoCurrentModelError     no_current_model      nothing installed (`current` missing)
+        ├── ChecksumMismatchError   checksum_mismatch     model file differs from its announced sha256
+        ├── InsufficientMemoryError insufficient_memory   two models cannot fit (preserve-availability)
+        └── ModelLoadError          load_failed           the runtime refused the model or its labels
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class InferenceError(Exception):
+    """Base of every error raised by `inference_module`."""
+
+    code: ClassVar[str] = "internal_error"
+
+
+class InputError(InferenceError):
+    """The client sent something we cannot score."""
+
+    code = "bad_request"
+
+
+class EmptyBodyError(InputError):
+    code = "empty_body"
+
+
+class InvalidImageError(InputError):
+    code = "invalid_image"
+
+
+class ImageTooSmallError(InputError):
+    code = "image_too_small"
+
+
+class BodyTooLargeError(InputError):
+    code = "payload_too_large"
+
+
+class TooManyPixelsError(InputError):
+    code = "too_many_pixels"
+
+
+class UnsupportedMediaTypeError(InputError):
+    code = "unsupported_media_type"
+
+
+class UnsupportedImageFormatError(InputError):
+    code = "unsupported_image_format"
+
+
+class UnavailableError(InferenceError):
+    """Temporary: the client should retry after `Retry-After` seconds."""
+
+    code = "unavailable"
+
+
+class NoModelError(UnavailableError):
+    code = "no_model"
+
+
+class OverloadedError(UnavailableError):
+    code = "overloaded"
+
+
+class ModelError(InferenceError):
+    """A model swap did not happen; whatever was serving before still serves."""
+
+    code = "model_error"
+
+
+class InvalidAnnouncementError(ModelError):
+    code = "invalid_message"
+
+
+class UnsafeModelPathError(ModelError):
+    code = "unsafe_path"
+
+
+class NoCurrentModelError(ModelError):
+    code = "no_current_model"
+
+
+class ChecksumMismatchError(ModelError):
+    code = "checksum_mismatch"
+
+
+class InsufficientMemoryError(ModelError):
+    code = "insufficient_memory"
+
+
+class ModelLoadError(ModelError):
+    code = "load_failed"

@@ -1,0 +1,91 @@
+"""Image decoding for scoring: formats, EXIF orientation, colour modes and the decompression-bomb guard.
+
+Pure functions of bytes and limits; nothing here knows about HTTP or models.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from inference_module.errors import (
+    EmptyBodyError,
+    ImageTooSmallError,
+    InvalidImageError,
+    TooManyPixelsError,
+    UnsupportedImageFormatError,
+)
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP")
+ACCEPTED_MEDIA_TYPES = ("application/octet-stream",)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    max_pixels: int
+    min_side: int
+
+
+def media_type_accepted(content_type: str | None) -> bool:
+    """`image/*`, `application/octet-stream`, or nothing at all (the bytes are sniffed anyway)."""
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media.startswith("image/") or media in ACCEPTED_MEDIA_TYPES
+
+
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Decode to an upright RGB image, refusing bombs before any pixel is decoded."""
+    if not data:
+        raise EmptyBodyError("the request body is empty; send the image bytes")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard fires above its limits (raised, or a warning turned into an error).
+        raise TooManyPixelsError(f"image has too many pixels (limit {limits.max_pixels})") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError("the body is not a decodable image") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImageError("the image header is corrupt") from exc
+    with image:
+        if image.format not in SUPPORTED_FORMATS:
+            raise UnsupportedImageFormatError(
+                f"image format {image.format} is not supported; send JPEG, PNG or BMP"
+            )
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise TooManyPixelsError(
+                f"image is {width}×{height} = {width * height} pixels; the limit is {limits.max_pixels}"
+            )
+        if min(width, height) < limits.min_side:
+            raise ImageTooSmallError(
+                f"image is {width}×{height}; both sides must be at least {limits.min_side} pixels"
+            )
+        try:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return upright if upright.mode == "RGB" else _to_rgb(upright)
+        except (OSError, ValueError, SyntaxError, struct.error) as exc:
+            raise InvalidImageError("the image data is truncated or corrupt") from exc
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Grey, palette, RGBA, CMYK and 16-bit images to 8-bit RGB; alpha is composited on black."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        background.alpha_composite(rgba)
+        return background.convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Scale 16/32-bit grey to 8 bits instead of clipping it.
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    return image.convert("RGB")
+
+
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

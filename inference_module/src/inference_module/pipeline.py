@@ -1,0 +1,78 @@
+"""One scoring request, start to finish, in one pipeline thread: decode → detect → postprocess → bytes.
+
+Kept in a single function so that a request costs one thread hop; the event loop only reads the body,
+dispatches and sends the bytes back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from inference_module.annotate import draw_detections
+from inference_module.imaging import ImageLimits, decode_image, encode_jpeg
+from inference_module.postprocess import (
+    ResponseFormat,
+    ava_body,
+    native_body,
+    select_detections,
+    to_json_bytes,
+)
+from inference_module.slot import ModelSlot
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreQuery:
+    threshold: float
+    max_detections: int
+    response_format: ResponseFormat = "native"
+    annotated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    body: bytes
+    media_type: str
+    model_version: str
+    pipeline_seconds: float
+
+
+def run_pipeline(
+    slot: ModelSlot, data: bytes, query: ScoreQuery, limits: ImageLimits, jpeg_quality: int
+) -> ScoreResult:
+    """Score one image on the model serving when decoding is done; that model stays open until we return."""
+    started = time.perf_counter()
+    image = decode_image(data, limits)
+    model = slot.acquire()
+    try:
+        raw = model.detector.detect(image)
+        detections = select_detections(
+            raw, model.labels, threshold=query.threshold, max_detections=query.max_detections
+        )
+        identity = model.identity
+    finally:
+        slot.release(model)
+    if query.annotated:
+        body = encode_jpeg(draw_detections(image, detections), jpeg_quality)
+        media_type = "image/jpeg"
+    else:
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        payload = (
+            ava_body(detections)
+            if query.response_format == "ava"
+            else native_body(
+                detections,
+                version=identity.version,
+                runtime=identity.runtime,
+                size=image.size,
+                inference_ms=elapsed_ms,
+            )
+        )
+        body = to_json_bytes(payload)
+        media_type = "application/json"
+    return ScoreResult(
+        body=body,
+        media_type=media_type,
+        model_version=identity.version,
+        pipeline_seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,74 @@
+"""The one small interface every runtime implements, and what it returns.
+
+A runtime turns an upright RGB image into raw detections (boxes as fractions of that image, scores,
+model class ids); thresholds, label lookup and JSON shapes are shared code in `postprocess`.
+Implementations are thread-safe: several pipeline threads call `detect` on one instance at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from edge_shared.reported import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """What a runtime needs from the settings; built once per load."""
+
+    ort_intra_op_threads: int = 1
+    ort_inter_op_threads: int = 1
+    tflite_threads: int = 1
+    pipeline_threads: int = 2
+    onnx_input_size: int = 416
+
+
+@dataclass(frozen=True, slots=True)
+class RawDetections:
+    """Model output before thresholds: K rows, boxes (y1, x1, y2, x2) in fractions, not yet clamped."""
+
+    boxes: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float32]
+    class_ids: npt.NDArray[np.int64]
+
+    @classmethod
+    def empty(cls) -> RawDetections:
+        return cls(
+            boxes=np.zeros((0, 4), np.float32),
+            scores=np.zeros((0,), np.float32),
+            class_ids=np.zeros((0,), np.int64),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorMetadata:
+    """What the model declares, read from it at load (never hard-coded)."""
+
+    runtime: Runtime
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+
+class Detector(Protocol):
+    """A loaded model. `close` is called once, after the last in-flight `detect` returned."""
+
+    @property
+    def metadata(self) -> DetectorMetadata: ...
+
+    def detect(self, image: Image.Image) -> RawDetections: ...
+
+    def close(self) -> None: ...
+
+
+class DetectorFactory(Protocol):
+    """Loads and warms a model file; raises `ModelLoadError` when the file is not a usable detector."""
+
+    def __call__(self, model_path: Path, options: RuntimeOptions) -> Detector: ...

@@ -1,0 +1,140 @@
+"""TFLite backend for the TF detection zoo's SSD interface (design §7, runtimes.md §2.2).
+
+Input [1,H,W,3], uint8 (quantised: raw pixels) or float32 (scaled to [-1,1]), the image resized to
+H×W. Outputs of `TFLite_Detection_PostProcess`: boxes [1,K,4] ymin,xmin,ymax,xmax normalised,
+classes [1,K], scores [1,K], count [1]. An interpreter is not thread-safe, so each pipeline thread
+borrows one from a small pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from inference_module.errors import ModelLoadError
+from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
+
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:  # pragma: no cover - optional fallback; tflite_runtime needs numpy<2
+    from tflite_runtime.interpreter import Interpreter
+
+logger = logging.getLogger(__name__)
+
+_SUFFIX = re.compile(r":(\d+)$")
+
+
+class TfliteSsdDetector:
+    """A pool of identical interpreters, one per pipeline thread."""
+
+    def __init__(self, interpreters: list[Any]) -> None:
+        first = interpreters[0]
+        inputs = first.get_input_details()
+        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or int(inputs[0]["shape"][3]) != 3:
+            raise ModelLoadError("TFLite model does not have one image input [1,H,W,3]")
+        detail = inputs[0]
+        self._input_index = int(detail["index"])
+        self._dtype = np.dtype(detail["dtype"])
+        if self._dtype not in (np.uint8, np.float32):
+            raise ModelLoadError(f"TFLite input type {self._dtype} is not supported (uint8 or float32)")
+        self._height, self._width = int(detail["shape"][1]), int(detail["shape"][2])
+        self._boxes, self._classes, self._scores, self._count = _output_indices(first.get_output_details())
+        self._pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for interpreter in interpreters:
+            self._pool.put(interpreter)
+        names = {int(item["index"]): str(item["name"]) for item in first.get_output_details()}
+        self._metadata = DetectorMetadata(
+            runtime="tflite",
+            input_shape=(1, self._height, self._width, 3),
+            input_dtype=str(self._dtype),
+            input_names=(str(detail["name"]),),
+            output_names=tuple(names[i] for i in (self._boxes, self._classes, self._scores, self._count)),
+        )
+
+    @property
+    def metadata(self) -> DetectorMetadata:
+        return self._metadata
+
+    def preprocess(self, image: Image.Image) -> npt.NDArray[Any]:
+        size = (self._width, self._height)
+        resized = image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized)[None]
+        if self._dtype == np.uint8:
+            return pixels
+        return (pixels.astype(np.float32) - np.float32(127.5)) * np.float32(1 / 127.5)
+
+    @contextmanager
+    def _interpreter(self) -> Iterator[Any]:
+        interpreter = self._pool.get()
+        try:
+            yield interpreter
+        finally:
+            self._pool.put(interpreter)
+
+    def detect(self, image: Image.Image) -> RawDetections:
+        tensor = self.preprocess(image)
+        with self._interpreter() as interpreter:
+            interpreter.set_tensor(self._input_index, tensor)
+            interpreter.invoke()
+            boxes = interpreter.get_tensor(self._boxes)
+            classes = interpreter.get_tensor(self._classes)
+            scores = interpreter.get_tensor(self._scores)
+            count = interpreter.get_tensor(self._count)
+        kept = max(0, min(int(np.asarray(count).reshape(-1)[0]), boxes.shape[1]))
+        return RawDetections(
+            boxes=boxes[0, :kept].astype(np.float32),
+            scores=np.clip(scores[0, :kept], 0.0, 1.0).astype(np.float32),
+            class_ids=np.rint(classes[0, :kept]).astype(np.int64),
+        )
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait()
+            except queue.Empty:
+                return
+
+
+def _output_indices(details: list[dict[str, Any]]) -> tuple[int, int, int, int]:
+    """Boxes by shape [1,K,4], count by size 1; classes before scores by `:n` suffix, else by order."""
+    if len(details) != 4:
+        raise ModelLoadError("TFLite model does not have the four SSD post-processing outputs")
+    boxes = [d for d in details if len(d["shape"]) == 3 and int(d["shape"][2]) == 4]
+    counts = [d for d in details if int(np.prod(d["shape"])) == 1]
+    if len(boxes) != 1 or len(counts) != 1:
+        raise ModelLoadError("TFLite outputs are not boxes [1,K,4], classes, scores and count [1]")
+    rest = [d for d in details if d is not boxes[0] and d is not counts[0]]
+    suffixes = [_SUFFIX.search(str(d["name"])) for d in rest]
+    if all(suffixes):
+        rest.sort(key=lambda d: int(_SUFFIX.search(str(d["name"])).group(1)))  # type: ignore[union-attr]
+    classes, scores = rest
+    return int(boxes[0]["index"]), int(classes["index"]), int(scores["index"]), int(counts[0]["index"])
+
+
+def load_tflite_ssd(model_path: Path, options: RuntimeOptions) -> TfliteSsdDetector:
+    """One interpreter per pipeline thread, each allocated and warmed once."""
+    interpreters = []
+    try:
+        for _ in range(options.pipeline_threads):
+            interpreter = Interpreter(model_path=str(model_path), num_threads=options.tflite_threads)
+            interpreter.allocate_tensors()
+            interpreters.append(interpreter)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"TFLite could not load the model: {exc}") from exc
+    detector = TfliteSsdDetector(interpreters)
+    blank = Image.new("RGB", (detector.metadata.input_shape[2], detector.metadata.input_shape[1]))
+    try:
+        for _ in interpreters:
+            detector.detect(blank)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
+    return detector

@@ -1,0 +1,303 @@
+"""Model swaps from every source (start-up, routed message, reload): build, warm, switch, report.
+
+Swaps are serialised by one asyncio lock and run their blocking work (hashing, loading, warm-up) in a
+thread, so requests keep being served by the old model meanwhile. A swap that fails leaves the old model
+serving; the failure is logged, counted in metrics and raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from edge_shared.errors import EdgeSharedError, UnsafePathError
+from edge_shared.logs import log_context
+from edge_shared.messages import ModelAnnouncement
+from edge_shared.reported import Runtime
+from edge_shared.repository import MODEL_SUFFIXES, ModelRepository
+from inference_module.errors import (
+    ChecksumMismatchError,
+    InferenceError,
+    InsufficientMemoryError,
+    InvalidAnnouncementError,
+    ModelError,
+    ModelLoadError,
+    NoCurrentModelError,
+    UnsafeModelPathError,
+)
+from inference_module.labels import load_labels
+from inference_module.memory import available_memory_bytes
+from inference_module.metrics import Metrics
+from inference_module.runtimes.base import DetectorFactory, RuntimeOptions
+from inference_module.settings import InferenceSettings
+from inference_module.slot import LoadedModel, ModelIdentity, ModelSlot
+
+logger = logging.getLogger(__name__)
+
+SwapSource = Literal["startup", "message", "reload"]
+ActiveListener = Callable[[ModelIdentity], Awaitable[None]]
+_PATH_FIELDS = ("local_model_path", "local_labelmap_path")
+# After unloading for memory, how long to wait for requests still using the old model.
+_DRAIN_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRequest:
+    """A model to load: files already resolved under the model root."""
+
+    version: str
+    file_name: str
+    model_path: Path
+    labels_path: Path
+    expected_sha256: str | None
+    announced_runtime: Runtime | None = None
+
+
+class ModelService:
+    """Owns the slot's swaps. Tests inject the runtime registry and the memory probe."""
+
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        slot: ModelSlot,
+        metrics: Metrics,
+        registry: Mapping[Runtime, DetectorFactory],
+        *,
+        memory_probe: Callable[[], int | None] = available_memory_bytes,
+    ) -> None:
+        self._settings = settings
+        self._slot = slot
+        self._metrics = metrics
+        self._registry = registry
+        self._memory_probe = memory_probe
+        self._repository = ModelRepository(settings.model_root)
+        self._swap_lock = asyncio.Lock()
+        self._listeners: list[ActiveListener] = []
+        self._options = RuntimeOptions(
+            ort_intra_op_threads=settings.ort_intra_op_threads,
+            ort_inter_op_threads=settings.ort_inter_op_threads,
+            tflite_threads=settings.tflite_threads,
+            pipeline_threads=settings.pipeline_threads,
+            onnx_input_size=settings.onnx_input_size,
+        )
+
+    def add_listener(self, listener: ActiveListener) -> None:
+        """Called with the new identity after every successful swap (e.g. the `ActiveModel` report)."""
+        self._listeners.append(listener)
+
+    # --- sources ------------------------------------------------------------------------------------
+    async def load_current(self, source: SwapSource) -> ModelIdentity:
+        """Load the version `current` names (start-up and `POST /model/reload`); no network needed."""
+        try:
+            request = await asyncio.to_thread(self._request_from_current)
+        except NoCurrentModelError:
+            if source != "startup":  # an empty repository at start-up is normal, not a failure
+                self._count_failure(source, NoCurrentModelError("nothing is installed"))
+            raise
+        except ModelError as exc:
+            self._count_failure(source, exc)
+            raise
+        return await self._swap(request, source, force=True)
+
+    async def load_announcement(self, data: bytes) -> ModelIdentity:
+        """Handle a routed `DLModelOutput` body; a repeat of the serving version is a no-op."""
+        try:
+            request = parse_announcement(data, self._repository)
+        except ModelError as exc:
+            self._count_failure("message", exc)
+            raise
+        return await self._swap(request, "message", force=False)
+
+    # --- the swap ------------------------------------------------------------------------------------
+    async def _swap(self, request: LoadRequest, source: SwapSource, *, force: bool) -> ModelIdentity:
+        async with self._swap_lock:
+            with log_context(model_version=request.version, swap_source=source):
+                serving = self._slot.current
+                if (
+                    not force
+                    and serving is not None
+                    and serving.identity.version == request.version
+                    and serving.identity.sha256 == request.expected_sha256
+                ):
+                    logger.info("model already serving; nothing to do")
+                    return serving.identity
+                try:
+                    model = await self._build_with_room(request, serving)
+                except ModelError as exc:
+                    self._count_failure(source, exc)
+                    raise
+                self._slot.install(model)
+                self._metrics.swaps.labels(source=source).inc()
+                self._metrics.set_active(model.identity.version, model.identity.runtime)
+                logger.info(
+                    "model swapped in",
+                    extra={
+                        "previous_version": serving.identity.version if serving else None,
+                        "runtime": model.identity.runtime,
+                    },
+                )
+            for listener in self._listeners:
+                try:
+                    await listener(model.identity)
+                except Exception:
+                    logger.exception("active-model listener failed")
+            return model.identity
+
+    async def _build_with_room(self, request: LoadRequest, serving: LoadedModel | None) -> LoadedModel:
+        """Build the new model beside the old one, or (preserve-memory) after unloading it."""
+        if serving is None or self._fits_beside(request):
+            return await asyncio.to_thread(self._build, request)
+        if self._settings.swap_mode == "preserve-availability":
+            raise InsufficientMemoryError(
+                "not enough memory to load the new model beside the serving one; "
+                "the serving model stays (set INFERENCE_SWAP_MODE=preserve-memory to unload it first)"
+            )
+        logger.warning("unloading the serving model to make room: 503s until the new one is ready")
+        self._metrics.unloads.inc()
+        self._metrics.set_active(None, None)
+        self._slot.install(None)
+        await asyncio.to_thread(serving.closed.wait, _DRAIN_TIMEOUT)
+        try:
+            return await asyncio.to_thread(self._build, request)
+        except ModelError:
+            logger.exception("new model failed after unloading the old one; reloading the old one")
+            previous = serving.identity
+            restore = LoadRequest(
+                version=previous.version,
+                file_name=previous.file_name,
+                model_path=previous.model_path,
+                labels_path=previous.labels_path,
+                expected_sha256=previous.sha256,
+            )
+            try:
+                old = await asyncio.to_thread(self._build, restore)
+            except ModelError:
+                logger.exception("the previous model could not be reloaded either; no model is serving")
+            else:
+                self._slot.install(old)
+                self._metrics.set_active(old.identity.version, old.identity.runtime)
+            raise
+
+    def _fits_beside(self, request: LoadRequest) -> bool:
+        available = self._memory_probe()
+        if available is None:
+            return True
+        try:
+            size = request.model_path.stat().st_size
+        except OSError:
+            return True  # the build reports the missing file properly
+        needed = int(size * self._settings.swap_memory_factor) + self._settings.swap_memory_reserve_bytes
+        if available >= needed:
+            return True
+        logger.warning(
+            "two models do not fit in memory", extra={"available_bytes": available, "needed_bytes": needed}
+        )
+        return False
+
+    def _build(self, request: LoadRequest) -> LoadedModel:
+        """Blocking: verify, read labels, load and warm the model. Runs in a worker thread."""
+        runtime = MODEL_SUFFIXES.get(request.model_path.suffix.lower())
+        if runtime is None:
+            raise ModelLoadError(f"model file {request.model_path.name!r} is neither .onnx nor .tflite")
+        if request.announced_runtime is not None and request.announced_runtime != runtime:
+            raise ModelLoadError(
+                f"announced runtime {request.announced_runtime!r} does not match the file extension"
+            )
+        factory = self._registry.get(runtime)
+        if factory is None:
+            raise ModelLoadError(f"runtime {runtime!r} is not available in this build")
+        sha256 = file_sha256(request.model_path)
+        if request.expected_sha256 is not None and sha256 != request.expected_sha256:
+            raise ChecksumMismatchError(
+                f"model file sha256 {sha256} differs from the announced {request.expected_sha256}"
+            )
+        labels = load_labels(request.labels_path)
+        try:
+            detector = factory(request.model_path, self._options)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"{runtime} runtime failed to load the model: {exc}") from exc
+        identity = ModelIdentity(
+            version=request.version,
+            file_name=request.file_name,
+            runtime=runtime,
+            sha256=sha256,
+            model_path=request.model_path,
+            labels_path=request.labels_path,
+            loaded_at=datetime.now(UTC),
+        )
+        return LoadedModel(detector, labels, identity)
+
+    def _request_from_current(self) -> LoadRequest:
+        try:
+            version = self._repository.current_version()
+            if version is None:
+                raise NoCurrentModelError(f"no model is installed under {self._settings.model_root}")
+            model_path, labels_path, manifest = self._repository.model_paths(version)
+        except UnsafePathError as exc:
+            raise UnsafeModelPathError(f"the manifest names a path outside the root: {exc}") from exc
+        except (EdgeSharedError, ValueError, KeyError) as exc:
+            raise NoCurrentModelError(f"the installed model cannot be read: {exc}") from exc
+        return LoadRequest(
+            version=manifest.version,
+            file_name=manifest.file_name,
+            model_path=model_path,
+            labels_path=labels_path,
+            expected_sha256=manifest.files.get(manifest.model_file),
+            announced_runtime=manifest.runtime,
+        )
+
+    def _count_failure(self, source: SwapSource, exc: InferenceError) -> None:
+        self._metrics.swap_failures.labels(source=source, code=exc.code).inc()
+        logger.error("model swap refused: %s", exc, extra={"code": exc.code, "swap_source": source})
+
+
+def parse_announcement(data: bytes, repository: ModelRepository) -> LoadRequest:
+    """Validate a `DLModelOutput` body and resolve its paths under the model root (escapes refused)."""
+    try:
+        announcement = ModelAnnouncement.model_validate_json(data)
+    except ValidationError as exc:
+        refused_paths = [
+            error
+            for error in exc.errors()
+            if error["loc"] and error["loc"][0] in _PATH_FIELDS and error["type"] == "value_error"
+        ]
+        if refused_paths:
+            raise UnsafeModelPathError("the message names a path that is not inside the model root") from exc
+        raise InvalidAnnouncementError(f"the message is not a model announcement: {_summary(exc)}") from exc
+    try:
+        model_path = repository.resolve(announcement.local_model_path)
+        labels_path = repository.resolve(announcement.local_labelmap_path)
+    except UnsafePathError as exc:
+        raise UnsafeModelPathError(f"the message names a path outside the model root: {exc}") from exc
+    return LoadRequest(
+        version=announcement.version,
+        file_name=announcement.file_name,
+        model_path=model_path,
+        labels_path=labels_path,
+        expected_sha256=announcement.sha256,
+        announced_runtime=announcement.runtime,
+    )
+
+
+def _summary(exc: ValidationError) -> str:
+    """Field names and reasons only: never echo the (untrusted) input values."""
+    return json.dumps([{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()])
+
+
+def file_sha256(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise ModelLoadError(f"model file cannot be read: {exc.__class__.__name__}") from exc

@@ -1,0 +1,202 @@
+"""Test helpers for the inference module: a real uvicorn on loopback, a model repository, fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import shutil
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI
+from PIL import Image
+
+from edge_shared.messages import ModelAnnouncement
+from edge_shared.repository import ModelManifest, ModelRepository
+from edge_tools.fixtures import FixtureCatalog
+from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
+
+STARTUP_TIMEOUT = 30.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn with an event set once its sockets listen (so tests wait on it, never sleep)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)  # type: ignore[arg-type]
+        if self.started:
+            self.ready.set()
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    """Run `app` on 127.0.0.1 with a free port; yield its base URL; always stop it."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", loop="asyncio"
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    ready = asyncio.create_task(server.ready.wait())
+    try:
+        done, _ = await asyncio.wait({task, ready}, timeout=STARTUP_TIMEOUT, return_when="FIRST_COMPLETED")
+        if ready not in done:
+            raise RuntimeError("uvicorn did not start")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        ready.cancel()
+        server.should_exit = True
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            await task
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def install_model(
+    root: Path,
+    catalog: FixtureCatalog,
+    model_id: str,
+    *,
+    version: str | None = None,
+    make_current: bool = True,
+    model_bytes: bytes | None = None,
+) -> ModelAnnouncement:
+    """Install a fixture model as the loader would (files, manifest, `current`); return its announcement.
+
+    `model_bytes` replaces the model file's content (e.g. a corrupt model), keeping names and digests true.
+    """
+    fixture = catalog.model(model_id)
+    version = version or model_id
+    repository = ModelRepository(root)
+    repository.ensure_layout()
+    directory = repository.version_dir(version)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_name = Path(fixture.model_file).name
+    labels_name = Path(fixture.labels_file).name
+    if model_bytes is None:
+        shutil.copyfile(catalog.path(fixture.model_file), directory / model_name)
+    else:
+        (directory / model_name).write_bytes(model_bytes)
+    shutil.copyfile(catalog.path(fixture.labels_file), directory / labels_name)
+    files = {name: sha256_file(directory / name) for name in (model_name, labels_name)}
+    manifest = ModelManifest(
+        version=version,
+        file_name=f"{version}.zip",
+        runtime=fixture.runtime,
+        model_file=model_name,
+        labels_file=labels_name,
+        files=files,
+        source_sha256=fixture.zip.sha256,
+        installed_at=datetime.now(UTC),
+    )
+    repository.write_manifest(directory, manifest)
+    if make_current:
+        repository.set_current(version)
+    return ModelAnnouncement(
+        local_model_path=f"models/{version}/{model_name}",
+        local_labelmap_path=f"models/{version}/{labels_name}",
+        version=version,
+        file_name=f"{version}.zip",
+        runtime=fixture.runtime,
+        sha256=files[model_name],
+    )
+
+
+@dataclass
+class GatedDetector:
+    """A detector whose `detect` blocks until the test opens the gate: swap tests need no sleeps."""
+
+    name: str
+    gate: threading.Event = field(default_factory=threading.Event)
+    entered: threading.Event = field(default_factory=threading.Event)
+    closed: threading.Event = field(default_factory=threading.Event)
+    calls: int = 0
+
+    @property
+    def metadata(self) -> DetectorMetadata:
+        return DetectorMetadata(
+            runtime="onnx",
+            input_shape=(1, 3, 32, 32),
+            input_dtype="float32",
+            input_names=("images",),
+            output_names=("boxes",),
+        )
+
+    def detect(self, image: Image.Image) -> RawDetections:  # noqa: ARG002 - the fake ignores pixels
+        self.calls += 1
+        self.entered.set()
+        if not self.gate.wait(timeout=30):
+            raise TimeoutError("gate never opened")
+        if self.closed.is_set():
+            raise RuntimeError("detect on a closed model")
+        return RawDetections(
+            boxes=np.array([[0.1, 0.2, 0.5, 0.6]], np.float32),
+            scores=np.array([0.9], np.float32),
+            class_ids=np.array([0], np.int64),
+        )
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+@dataclass
+class GatedFactory:
+    """Registry entry handing out `GatedDetector`s (open gates unless told otherwise), or failing."""
+
+    detectors: list[GatedDetector] = field(default_factory=list)
+    fail_next: bool = False
+    open_gates: bool = True
+
+    def __call__(self, model_path: Path, options: RuntimeOptions) -> GatedDetector:  # noqa: ARG002
+        if self.fail_next:
+            self.fail_next = False
+            raise ValueError(f"cannot load {model_path.name}")
+        detector = GatedDetector(name=model_path.parent.name)
+        if self.open_gates:
+            detector.gate.set()
+        self.detectors.append(detector)
+        return detector
+
+
+class _ThreadServer(uvicorn.Server):
+    """uvicorn for a background thread (sync tests such as schemathesis); signals stay with pytest."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)  # type: ignore[arg-type]
+        if self.started:
+            self.ready.set()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """Run `app` on 127.0.0.1 with a free port in a thread; yield its base URL; always stop it."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", loop="asyncio"
+    )
+    server = _ThreadServer(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    try:
+        if not server.ready.wait(STARTUP_TIMEOUT):
+            raise RuntimeError("uvicorn did not start")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(STARTUP_TIMEOUT)

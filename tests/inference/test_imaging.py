@@ -1,0 +1,120 @@
+"""Decoding: formats, orientation, colour modes, and every bad input refused with its own error."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from inference_module.errors import (
+    EmptyBodyError,
+    ImageTooSmallError,
+    InvalidImageError,
+    TooManyPixelsError,
+    UnsupportedImageFormatError,
+)
+from inference_module.imaging import ImageLimits, decode_image, media_type_accepted
+
+LIMITS = ImageLimits(max_pixels=40_000_000, min_side=8)
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width`×`height` but carries (almost) no pixel data: a bomb's shape."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    idat = zlib.compress(b"\x00" * 16)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+        + struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat))
+        + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP"])
+def test_supported_formats_decode_to_rgb_of_the_same_size(fmt: str) -> None:
+    image = decode_image(encode(Image.new("RGB", (64, 48), (200, 10, 10)), fmt), LIMITS)
+    assert image.mode == "RGB"
+    assert image.size == (64, 48)
+    assert image.getpixel((10, 10))[0] > 150  # type: ignore[index]
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "I;16", "1"])
+def test_grey_alpha_palette_and_16_bit_pngs_become_rgb(mode: str) -> None:
+    image = decode_image(encode(Image.new(mode, (20, 10)), "PNG"), LIMITS)
+    assert (image.mode, image.size) == ("RGB", (20, 10))
+
+
+def test_cmyk_jpeg_becomes_rgb() -> None:
+    image = decode_image(encode(Image.new("CMYK", (20, 10), (0, 255, 255, 0)), "JPEG"), LIMITS)
+    assert image.mode == "RGB"
+    red, green, blue = image.getpixel((5, 5))  # type: ignore[misc]
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_exif_orientation_is_applied_so_boxes_match_what_people_see() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    data = encode(Image.new("RGB", (60, 20)), "JPEG", exif=exif.tobytes())
+    assert decode_image(data, LIMITS).size == (20, 60)
+
+
+def test_empty_body_is_refused() -> None:
+    with pytest.raises(EmptyBodyError):
+        decode_image(b"", LIMITS)
+
+
+def test_text_is_not_an_image() -> None:
+    with pytest.raises(InvalidImageError):
+        decode_image(b"hello, this is not an image at all", LIMITS)
+
+
+def test_truncated_jpeg_is_refused() -> None:
+    data = encode(Image.effect_noise((200, 200), 64).convert("RGB"), "JPEG")
+    with pytest.raises(InvalidImageError):
+        decode_image(data[: len(data) // 2], LIMITS)
+
+
+def test_one_pixel_image_is_too_small() -> None:
+    with pytest.raises(ImageTooSmallError):
+        decode_image(encode(Image.new("RGB", (1, 1)), "PNG"), LIMITS)
+
+
+def test_bomb_header_is_refused_before_decoding() -> None:
+    with pytest.raises(TooManyPixelsError):
+        decode_image(png_header_only(20000, 20000), LIMITS)
+
+
+def test_pixel_limit_below_pillows_own_applies() -> None:
+    with pytest.raises(TooManyPixelsError):
+        decode_image(png_header_only(1000, 1000), ImageLimits(max_pixels=999_999, min_side=8))
+
+
+def test_gif_decodes_but_is_not_a_supported_format() -> None:
+    with pytest.raises(UnsupportedImageFormatError):
+        decode_image(encode(Image.new("RGB", (20, 20)), "GIF"), LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accepted"),
+    [
+        (None, True),
+        ("image/jpeg", True),
+        ("IMAGE/PNG; charset=binary", True),
+        ("application/octet-stream", True),
+        ("text/plain", False),
+        ("application/json", False),
+        ("multipart/form-data; boundary=x", False),
+    ],
+)
+def test_media_types(content_type: str | None, accepted: bool) -> None:
+    assert media_type_accepted(content_type) is accepted

@@ -1,0 +1,198 @@
+"""Swaps from routed messages and from `current`: validation, path safety, checksums, memory, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from edge_shared.repository import ModelRepository
+from edge_tools.fixtures import FixtureCatalog
+from inference_module.errors import (
+    ChecksumMismatchError,
+    InsufficientMemoryError,
+    InvalidAnnouncementError,
+    ModelLoadError,
+    NoCurrentModelError,
+    UnsafeModelPathError,
+)
+from inference_module.metrics import Metrics
+from inference_module.service import ModelService, parse_announcement
+from inference_module.settings import InferenceSettings, SwapMode
+from inference_module.slot import ModelSlot
+from tests.inference.helpers import GatedFactory, install_model
+
+GiB = 1024**3
+
+
+def make_service(
+    root: Path, factory: GatedFactory, *, memory: int | None = None, mode: SwapMode = "preserve-availability"
+) -> tuple[ModelService, ModelSlot, Metrics]:
+    settings = InferenceSettings(model_root=root, edgehub=False, swap_mode=mode)
+    slot, metrics = ModelSlot(), Metrics()
+    service = ModelService(
+        settings, slot, metrics, {"onnx": factory, "tflite": factory}, memory_probe=lambda: memory
+    )
+    return service, slot, metrics
+
+
+def failures(metrics: Metrics, source: str, code: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "inference_model_swap_failures_total", {"source": source, "code": code}
+    )
+    return value or 0.0
+
+
+def announcement(**overrides: object) -> bytes:
+    body: dict[str, object] = {
+        "local_model_path": "models/v1/model.onnx",
+        "local_labelmap_path": "models/v1/labels.txt",
+        "version": "v1",
+        "file_name": "v1.zip",
+        "runtime": "onnx",
+        "sha256": "a" * 64,
+    }
+    body.update(overrides)
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "models/../../etc/passwd"])
+def test_paths_escaping_the_root_are_refused(model_root: Path, path: str) -> None:
+    with pytest.raises(UnsafeModelPathError):
+        parse_announcement(announcement(local_model_path=path), ModelRepository(model_root))
+
+
+def test_a_symlink_leading_out_of_the_root_is_refused(model_root: Path, tmp_path: Path) -> None:
+    (model_root / "models").mkdir()
+    os.symlink(tmp_path, model_root / "models" / "v1")
+    with pytest.raises(UnsafeModelPathError):
+        parse_announcement(announcement(), ModelRepository(model_root))
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"{}", announcement(runtime="pytorch"), announcement(sha256="x")]
+)
+def test_messages_that_are_not_announcements_are_refused(model_root: Path, body: bytes) -> None:
+    with pytest.raises(InvalidAnnouncementError):
+        parse_announcement(body, ModelRepository(model_root))
+
+
+async def test_message_swaps_in_the_announced_model_and_repeats_are_no_ops(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    factory = GatedFactory()
+    service, slot, metrics = make_service(model_root, factory)
+    await service.load_current("startup")
+    identity = await service.load_announcement(message.to_json_bytes())
+    assert (identity.version, slot.current and slot.current.identity.version) == ("v2", "v2")
+    assert factory.detectors[0].closed.is_set()
+    await service.load_announcement(message.to_json_bytes())
+    assert len(factory.detectors) == 2, "a repeated announcement must not reload"
+    assert metrics.registry.get_sample_value("inference_model_swaps_total", {"source": "message"}) == 1.0
+
+
+async def test_checksum_mismatch_keeps_the_old_model(model_root: Path, catalog: FixtureCatalog) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    service, slot, metrics = make_service(model_root, GatedFactory())
+    await service.load_current("startup")
+    tampered = message.model_copy(update={"sha256": "b" * 64})
+    with pytest.raises(ChecksumMismatchError):
+        await service.load_announcement(tampered.to_json_bytes())
+    assert slot.current is not None and slot.current.identity.version == "v1"
+    assert failures(metrics, "message", "checksum_mismatch") == 1.0
+
+
+async def test_a_model_that_fails_to_load_leaves_the_old_one_serving(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    factory = GatedFactory()
+    service, slot, metrics = make_service(model_root, factory)
+    await service.load_current("startup")
+    factory.fail_next = True
+    with pytest.raises(ModelLoadError):
+        await service.load_announcement(message.to_json_bytes())
+    assert slot.current is not None and slot.current.identity.version == "v1"
+    assert not factory.detectors[0].closed.is_set()
+    assert failures(metrics, "message", "load_failed") == 1.0
+
+
+async def test_missing_label_file_is_a_load_failure(model_root: Path, catalog: FixtureCatalog) -> None:
+    message = install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    (model_root / message.local_labelmap_path).unlink()
+    service, slot, _ = make_service(model_root, GatedFactory())
+    with pytest.raises(ModelLoadError):
+        await service.load_announcement(message.to_json_bytes())
+    assert slot.current is None
+
+
+async def test_runtime_must_match_the_file_extension(model_root: Path, catalog: FixtureCatalog) -> None:
+    message = install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    service, _, _ = make_service(model_root, GatedFactory())
+    with pytest.raises(ModelLoadError, match="runtime"):
+        await service.load_announcement(message.model_copy(update={"runtime": "tflite"}).to_json_bytes())
+
+
+async def test_nothing_installed_is_reported_as_no_current_model(model_root: Path) -> None:
+    service, _, metrics = make_service(model_root, GatedFactory())
+    with pytest.raises(NoCurrentModelError):
+        await service.load_current("reload")
+    assert failures(metrics, "reload", "no_current_model") == 1.0
+
+
+async def test_two_models_that_do_not_fit_are_refused_in_preserve_availability(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    service, slot, metrics = make_service(model_root, GatedFactory(), memory=1024)
+    await service.load_current("startup")  # the first model needs no room beside another
+    with pytest.raises(InsufficientMemoryError):
+        await service.load_announcement(message.to_json_bytes())
+    assert slot.current is not None and slot.current.identity.version == "v1"
+    assert failures(metrics, "message", "insufficient_memory") == 1.0
+
+
+async def test_preserve_memory_unloads_first_then_serves_the_new_model(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    factory = GatedFactory()
+    service, slot, metrics = make_service(model_root, factory, memory=1024, mode="preserve-memory")
+    await service.load_current("startup")
+    await service.load_announcement(message.to_json_bytes())
+    assert slot.current is not None and slot.current.identity.version == "v2"
+    assert factory.detectors[0].closed.is_set()
+    assert metrics.registry.get_sample_value("inference_model_unloads_for_memory_total") == 1.0
+
+
+async def test_preserve_memory_restores_the_old_model_when_the_new_one_fails(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    factory = GatedFactory()
+    service, slot, _ = make_service(model_root, factory, memory=1024, mode="preserve-memory")
+    await service.load_current("startup")
+    factory.fail_next = True
+    with pytest.raises(ModelLoadError):
+        await service.load_announcement(message.to_json_bytes())
+    assert slot.current is not None and slot.current.identity.version == "v1"
+    assert len(factory.detectors) == 2  # v1 loaded again
+
+
+async def test_enough_memory_loads_beside_the_old_model(model_root: Path, catalog: FixtureCatalog) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    service, slot, metrics = make_service(model_root, GatedFactory(), memory=4 * GiB, mode="preserve-memory")
+    await service.load_current("startup")
+    await service.load_announcement(message.to_json_bytes())
+    assert slot.current is not None and slot.current.identity.version == "v2"
+    assert metrics.registry.get_sample_value("inference_model_unloads_for_memory_total") == 0.0
