@@ -27,6 +27,7 @@ from inference_module.runtimes.blazeface import (
     BlazeFaceDetector,
     Letterbox,
     decode_detections,
+    is_blazeface_model,
     letterbox,
     load_blazeface,
     matches_signature,
@@ -237,6 +238,17 @@ def test_signature_tells_blazeface_from_the_ssd_interface(real_files: dict[str, 
 
     assert matches_signature(face.get_input_details(), face.get_output_details())
     assert not matches_signature(ssd.get_input_details(), ssd.get_output_details())
+
+
+def test_model_files_are_told_apart_by_signature(real_files: dict[str, Path], tmp_path: Path) -> None:
+    ssd = tmp_path / "detect.tflite"
+    ssd.write_bytes(build_ssd_tflite("v1"))
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer")
+
+    assert is_blazeface_model(real_files[FACE_MODEL.name])
+    assert not is_blazeface_model(ssd)
+    assert not is_blazeface_model(garbage)
 
 
 def test_an_ssd_model_is_refused_as_blazeface(tmp_path: Path) -> None:

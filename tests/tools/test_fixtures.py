@@ -350,13 +350,13 @@ def test_label_files_follow_coco_and_the_zoo_labelmap() -> None:
 def test_cli_writes_catalog_and_a_second_run_rewrites_nothing(tmp_path: Path) -> None:
     out = tmp_path / "fixtures"
 
-    assert main(["--out", str(out)]) == 0
+    assert main(["--out", str(out), "--no-real"]) == 0
     catalog = load_catalog(out)
     mtimes = {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.is_file()}
     assert len(mtimes) == len(catalog.files) + 1  # plus catalog.json itself
     # The second run goes through the real entry point, as `make fixtures` does.
     rerun = subprocess.run(
-        [sys.executable, "-m", "edge_tools.fixtures", "--out", str(out)],
+        [sys.executable, "-m", "edge_tools.fixtures", "--out", str(out), "--no-real"],
         capture_output=True,
         text=True,
         timeout=60,

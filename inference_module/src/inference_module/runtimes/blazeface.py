@@ -42,6 +42,7 @@ __all__ = [
     "decode_detections",
     "letterbox",
     "load_blazeface",
+    "is_blazeface_model",
     "matches_signature",
     "sigmoid",
     "ssd_anchors",
@@ -145,10 +146,14 @@ class Letterbox:
 def letterbox(
     image: Image.Image, input_width: int, input_height: int
 ) -> tuple[npt.NDArray[np.float32], Letterbox]:
-    """The input tensor [1, H, W, 3] in [-1, 1] (black border = -1) and where the image went."""
+    """The input tensor [1, H, W, 3] in [-1, 1] (black border = -1) and where the image went.
+
+    Bilinear resize, as MediaPipe's image-to-tensor step; the border is zero in pixel space.
+    """
     box = Letterbox.fit(image.width, image.height, input_width, input_height)
     canvas = Image.new("RGB", (input_width, input_height))
-    resized = image if image.size == (box.width, box.height) else image.resize((box.width, box.height))
+    size = (box.width, box.height)
+    resized = image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
     canvas.paste(resized, (box.left, box.top))
     pixels = np.asarray(canvas, dtype=np.float32)[None]
     return pixels * np.float32(1 / 127.5) - np.float32(1.0), box
@@ -281,6 +286,15 @@ def matches_signature(inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Map
     except ModelLoadError:
         return False
     return len(ssd_anchors(layout.height, layout.width, SHORT_RANGE_ANCHORS)) == layout.anchors
+
+
+def is_blazeface_model(model_path: Path) -> bool:
+    """Whether a .tflite file has BlazeFace's signature; False for anything TFLite cannot open."""
+    try:
+        interpreter = Interpreter(model_path=str(model_path))
+    except (ValueError, RuntimeError):
+        return False
+    return matches_signature(interpreter.get_input_details(), interpreter.get_output_details())
 
 
 class BlazeFaceDetector:
