@@ -11,13 +11,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from edge_tools.fixtures import build_ssd_tflite
+from edge_shared.scoring import ScoreResponse
+from edge_tools.fixtures import FixtureCatalog, build_ssd_tflite, ensure_fixtures
 from edge_tools.realmodels import ASTRONAUT, COFFEE, FACE_MODEL, fetch_real_files
+from inference_module.api import create_app
 from inference_module.errors import ModelLoadError
 from inference_module.imaging import ImageLimits, decode_image
 from inference_module.runtimes.base import RawDetections, RuntimeOptions
@@ -35,6 +38,8 @@ from inference_module.runtimes.blazeface import (
     ssd_anchors,
     weighted_nms,
 )
+from inference_module.settings import InferenceSettings
+from tests.inference.helpers import install_model, serve
 
 try:
     from ai_edge_litert.interpreter import Interpreter
@@ -337,3 +342,38 @@ def test_concurrent_detections_agree(detector: BlazeFaceDetector, astronaut: Ima
     for raw in results:
         np.testing.assert_array_equal(raw.boxes, results[0].boxes)
         np.testing.assert_array_equal(raw.scores, results[0].scores)
+
+
+# Served through the real API (the family selection is injected here as a registry)
+
+
+@pytest.fixture(scope="module")
+def real_catalog(tmp_path_factory: pytest.TempPathFactory) -> FixtureCatalog:
+    return ensure_fixtures(tmp_path_factory.mktemp("fixtures"), real_cache=REAL_CACHE)
+
+
+@pytest.mark.integration
+async def test_the_face_detector_is_served_over_http(
+    real_catalog: FixtureCatalog, model_root: Path, astronaut: Image.Image
+) -> None:
+    install_model(model_root, real_catalog, "face-detector-1.0")
+    settings = InferenceSettings(model_root=model_root, edgehub=False, host="127.0.0.1", port=0)
+    app = create_app(settings, registry={"tflite": load_blazeface})
+    photo = encode(astronaut, "JPEG", quality=90)
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/score", content=photo, headers={"content-type": "image/jpeg"})
+        annotated = await client.post(
+            "/score/annotated", content=photo, headers={"content-type": "image/jpeg"}
+        )
+
+    assert response.status_code == 200, response.text
+    body = ScoreResponse.model_validate_json(response.content)
+    assert (body.model.version, body.model.runtime) == ("face-detector-1.0", "tflite")
+    (face,) = body.detections
+    assert (face.label, face.class_id) == ("face", 0) and face.score > 0.5
+    box = face.box
+    found = (box.left * 512, box.top * 512, (box.left + box.width) * 512, (box.top + box.height) * 512)
+    assert iou(found, FACE_BOX_PX) >= 0.5
+    assert annotated.status_code == 200
+    assert Image.open(io.BytesIO(annotated.content)).size == (512, 512)
