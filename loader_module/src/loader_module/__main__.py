@@ -34,6 +34,9 @@ def main() -> int:
         logger.error("invalid LOADER_ settings", extra={"problems": problems})
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    # httpx logs every request URL at INFO, SAS query included; the formatter would redact it, but
+    # the line says nothing the loader's own logs do not.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logger.info("loader starting", extra={"model_root": str(settings.model_root)})
     asyncio.run(_main(settings))
     logger.info("loader stopped")

@@ -98,6 +98,7 @@ class LoaderService:
         self._early_patches: list[dict[str, Any]] | None = []
         self._job: _Job | None = None
         self._lock = asyncio.Lock()
+        self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self, handlers: Handlers) -> None:
@@ -117,10 +118,14 @@ class LoaderService:
 
     async def stop(self) -> None:
         """Park the running update (a partial download resumes on the next start); shut the client."""
-        await self._cancel_job()
+        self._stopped = True
+        async with self._lock:
+            await self._cancel_job()
         await self._edgehub.shutdown()
 
     async def on_desired_patch(self, patch: dict[str, Any]) -> None:
+        if self._stopped:
+            return  # shutting down: the next start reads the whole twin anyway
         if self._early_patches is not None:
             self._early_patches.append(patch)  # arrived before the twin was read: applied after it
             return
@@ -202,6 +207,8 @@ class LoaderService:
                 return
             cycle = record.cycle + 1
             wait_until = record.next_retry_at if same_url else None
+            if wait_until is not None:
+                await self._report_record(record, desired)  # still failed, retrying at nextRetryAt
         elif record is not None and record.target == key and record.status == "pending":
             cycle = record.cycle
         self._start_job(_Job(key, desired, self._desired_version, cycle, wait_until))

@@ -120,18 +120,19 @@ class FaultProxy:
             self._started.set()
 
     async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self._loop = loop
         self._stop = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
+        writers: set[asyncio.StreamWriter] = set()
 
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # A plain callback runs inside connection_made, so every writer is known before any task
+            # can be cancelled: all of them are closed at shutdown (no "unclosed transport" warnings).
+            writers.add(writer)
+            task = loop.create_task(self._handle(reader, writer, self._take_policy(), writers))
             tasks.add(task)
-            try:
-                await self._handle(reader, writer, self._take_policy())
-            finally:
-                tasks.discard(task)
+            task.add_done_callback(tasks.discard)
 
         server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
         self.port = server.sockets[0].getsockname()[1]
@@ -143,17 +144,25 @@ class FaultProxy:
             for task in list(tasks):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in writers:
+                writer.close()
             await server.wait_closed()
+            await asyncio.sleep(0)  # let the transports finish closing before the loop does
 
     # --- one connection ----------------------------------------------------------------------------
     async def _handle(
-        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, policy: Policy
+        self,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        policy: Policy,
+        writers: set[asyncio.StreamWriter],
     ) -> None:
         try:
             upstream_r, upstream_w = await asyncio.open_connection(*self.upstream)
         except OSError:
             client_w.close()
             return
+        writers.add(upstream_w)
         up = asyncio.create_task(self._pump_up(client_r, upstream_w))
         try:
             await self._pump_down(upstream_r, client_w, policy, up)
