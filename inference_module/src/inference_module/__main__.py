@@ -34,6 +34,7 @@ def main() -> int:
         access_log=settings.access_log,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()
     return 0

@@ -69,7 +69,7 @@ def create_app(
     )
     app.state.inference = state
     install_error_handlers(app, retry_after=settings.retry_after_seconds)
-    app.include_router(build_router(settings))
+    app.include_router(build_router(state))
     return app
 
 

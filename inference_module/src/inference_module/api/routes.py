@@ -2,9 +2,9 @@
 
 import time
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import RootModel
@@ -13,15 +13,13 @@ from pydantic_core import to_json
 from edge_shared.scoring import AvaScoreResponse, ErrorBody, ModelInfo, ScoreResponse
 from inference_module.api.body import read_limited_body
 from inference_module.api.errors import status_for
-from inference_module.api.state import AppState, get_state
+from inference_module.api.query import parse_score_query, score_parameters
+from inference_module.api.state import AppState
 from inference_module.errors import InferenceError, NoModelError, UnsupportedMediaTypeError
 from inference_module.imaging import media_type_accepted
 from inference_module.pipeline import ScoreQuery, ScoreResult, run_pipeline
 from inference_module.settings import InferenceSettings
 from inference_module.slot import LoadedModel, ModelIdentity
-
-State = Annotated[AppState, Depends(get_state)]
-ResponseFormat = Literal["native", "ava"]
 
 
 class AnyScoreResponse(RootModel[ScoreResponse | AvaScoreResponse]):
@@ -48,22 +46,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_router(settings: InferenceSettings) -> APIRouter:
-    """Routes whose query limits come from the settings."""
+def build_router(state: AppState) -> APIRouter:
+    """Routes bound to one app's state (a closure, not a dependency: FastAPI runs sync dependencies
+    in a thread, which would cost a second thread hop per request)."""
+    settings: InferenceSettings = state.settings
     router = APIRouter()
     page = resources.files("inference_module.api").joinpath("static/index.html").read_bytes()
 
-    Threshold = Annotated[
-        float | None,
-        Query(ge=0.0, le=1.0, description=f"Minimum score (default {settings.score_threshold})."),
-    ]
-    MaxDetections = Annotated[
-        int | None,
-        Query(ge=1, le=settings.max_detections, description="Most detections returned, best first."),
-    ]
-    Format = Annotated[ResponseFormat, Query(alias="format", description="`native` or `ava` (AVA shape).")]
-
-    async def score(state: AppState, request: Request, query: ScoreQuery, route: str) -> Response:
+    async def score(request: Request, query: ScoreQuery, route: str) -> Response:
         started = time.perf_counter()
         status, version = 500, "none"
         try:
@@ -91,21 +81,11 @@ def build_router(settings: InferenceSettings) -> APIRouter:
         summary="Detect objects in an image",
         response_model=None,
         responses={200: {"model": AnyScoreResponse, "description": "Detections."}, **ERRORS},
-        openapi_extra=IMAGE_BODY,
+        openapi_extra={**IMAGE_BODY, "parameters": score_parameters(settings, annotated=False)},
     )
-    async def score_json(
-        state: State,
-        request: Request,
-        threshold: Threshold = None,
-        max_detections: MaxDetections = None,
-        response_format: Format = "native",
-    ) -> Response:
-        query = ScoreQuery(
-            threshold=settings.score_threshold if threshold is None else threshold,
-            max_detections=settings.max_detections if max_detections is None else max_detections,
-            response_format=response_format,
-        )
-        return await score(state, request, query, "/score")
+    async def score_json(request: Request) -> Response:
+        query = parse_score_query(request.query_params, settings, annotated=False)
+        return await score(request, query, "/score")
 
     @router.post(
         "/score/annotated",
@@ -115,20 +95,11 @@ def build_router(settings: InferenceSettings) -> APIRouter:
             200: {"content": {"image/jpeg": {"schema": _IMAGE_SCHEMA}}, "description": "Annotated JPEG."},
             **ERRORS,
         },
-        openapi_extra=IMAGE_BODY,
+        openapi_extra={**IMAGE_BODY, "parameters": score_parameters(settings, annotated=True)},
     )
-    async def score_annotated(
-        state: State,
-        request: Request,
-        threshold: Threshold = None,
-        max_detections: MaxDetections = None,
-    ) -> Response:
-        query = ScoreQuery(
-            threshold=settings.score_threshold if threshold is None else threshold,
-            max_detections=settings.max_detections if max_detections is None else max_detections,
-            annotated=True,
-        )
-        return await score(state, request, query, "/score/annotated")
+    async def score_annotated(request: Request) -> Response:
+        query = parse_score_query(request.query_params, settings, annotated=True)
+        return await score(request, query, "/score/annotated")
 
     @router.get(
         "/model",
@@ -136,7 +107,7 @@ def build_router(settings: InferenceSettings) -> APIRouter:
         response_model=None,
         responses={200: {"model": ModelInfo}, 503: ERRORS[503]},
     )
-    async def get_model(state: State) -> Response:
+    async def get_model() -> Response:
         model = state.slot.current
         if model is None:
             raise NoModelError("no model is loaded yet")
@@ -151,7 +122,7 @@ def build_router(settings: InferenceSettings) -> APIRouter:
             409: {"model": ErrorBody, "description": "Nothing installed, or the model failed to load."},
         },
     )
-    async def reload_model(state: State) -> Response:
+    async def reload_model() -> Response:
         await state.service.load_current("reload")
         model = state.slot.current
         if model is None:  # a concurrent preserve-memory swap failed after unloading
@@ -173,14 +144,14 @@ def build_router(settings: InferenceSettings) -> APIRouter:
         summary="Readiness (Open Inference Protocol path)",
         responses={503: ERRORS[503]},
     )
-    async def ready(state: State) -> Response:
+    async def ready() -> Response:
         model = state.slot.current
         if model is None:
             raise NoModelError("no model is loaded yet")
         return _json({"ready": True, "model_version": model.identity.version})
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics(state: State) -> Response:
+    async def metrics() -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/", summary="Upload page", response_class=HTMLResponse)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Request
-
 from inference_module.dispatch import Dispatcher
 from inference_module.imaging import ImageLimits
 from inference_module.metrics import Metrics
@@ -22,8 +20,3 @@ class AppState:
     service: ModelService
     dispatcher: Dispatcher
     limits: ImageLimits
-
-
-def get_state(request: Request) -> AppState:
-    state: AppState = request.app.state.inference
-    return state
