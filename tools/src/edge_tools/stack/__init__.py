@@ -1,0 +1,1 @@
+"""The local stack: Azurite, the edgeHub simulator and both modules as processes (design §11)."""

@@ -1,0 +1,192 @@
+"""The walkthrough of design §11: publish v1, detect, publish v2 under load, show the swap, stop.
+
+Every step waits on an observable fact (a reported property, `/model`, a response) with a deadline,
+so a broken step fails with a clear message instead of hanging.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from edge_tools.fixtures import ensure_fixtures
+from edge_tools.fixtures.catalog import FixtureCatalog
+from edge_tools.publish.blob import upload_package
+from edge_tools.publish.package import load_package
+from edge_tools.stack.stack import LocalStack
+
+
+@dataclass
+class LoadResult:
+    statuses: Counter[int] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values()) + len(self.errors)
+
+    @property
+    def failed(self) -> int:
+        return self.total - self.statuses.get(200, 0)
+
+
+class LoadClients:
+    """N threads posting an image in a loop until stopped (bounded by `max_seconds`)."""
+
+    def __init__(self, url: str, image: bytes, *, clients: int = 4, max_seconds: float = 120.0) -> None:
+        self.url, self.image, self.clients, self.max_seconds = url, image, clients, max_seconds
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> LoadClients:
+        for index in range(self.clients):
+            thread = threading.Thread(target=self._run, name=f"load-{index}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        with httpx.Client(timeout=30.0) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    response = client.post(
+                        self.url, content=self.image, headers={"Content-Type": "image/jpeg"}
+                    )
+                    version = (
+                        response.json().get("model", {}).get("version", "?") if response.is_success else ""
+                    )
+                    with self._lock:
+                        self.result.statuses[response.status_code] += 1
+                        if version:
+                            self.result.versions[version] += 1
+                except httpx.HTTPError as exc:
+                    with self._lock:
+                        self.result.errors.append(type(exc).__name__)
+
+
+def publish(stack: LocalStack, zip_path: Path, version: str) -> dict[str, Any]:
+    """What `edge-model publish` does, in process (same functions)."""
+    endpoints = stack.endpoints
+    package = load_package(zip_path, version=version)
+    url = upload_package(
+        endpoints.storage_connection_string,
+        "models",
+        package,
+        sas_ttl=timedelta(hours=1),
+        ca_file=str(endpoints.storage_ca_file),
+    )
+    desired = {
+        "FileName": package.file_name,
+        "DownloadUrl": url,
+        "ContentMD5": package.md5_b64,
+        "ContentSHA256": package.sha256_hex,
+        "Version": version,
+        "Size": package.size,
+    }
+    with stack.hub() as hub:
+        return hub.patch_module_desired(endpoints.device_id, "loader", desired)
+
+
+def wait_until_serving(stack: LocalStack, version: str, *, timeout: float = 120.0) -> dict[str, Any]:
+    def loader_ready() -> bool:
+        update = stack.reported("loader").get("ModelUpdate") or {}
+        if update.get("version") == version and update.get("state") == "failed":
+            raise RuntimeError(f"loader failed to install {version}: {update.get('error')}")
+        return bool(update.get("version") == version and update.get("state") == "ready")
+
+    stack.wait_for(f"the loader to install {version}", loader_ready, timeout=timeout)
+
+    def serving() -> dict[str, Any] | None:
+        response = httpx.get(f"{stack.endpoints.inference_url}/model", timeout=5.0)
+        body: dict[str, Any] = response.json() if response.is_success else {}
+        return body if body.get("version") == version else None
+
+    result: dict[str, Any] = stack.wait_for(f"inference to serve {version}", serving, timeout=timeout)
+    return result
+
+
+def describe(detections: list[dict[str, Any]]) -> str:
+    if not detections:
+        return "    (no detections)"
+    lines = []
+    for det in detections:
+        box = det["box"]
+        lines.append(
+            f"    {det['label']:<10} score {det['score']:.2f}  box left {box['left']:.3f}"
+            f" top {box['top']:.3f} width {box['width']:.3f} height {box['height']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(workdir: Path, fixtures_root: Path, out: TextIO) -> int:
+    catalog: FixtureCatalog = ensure_fixtures(fixtures_root)
+    v1, v2 = catalog.model("tiny-yolo-1"), catalog.model("tiny-yolo-2")
+    image = catalog.image("one-square-jpeg")
+    image_bytes = catalog.path(image.file).read_bytes()
+
+    def say(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    say("== starting Azurite, the edgeHub simulator, loader and inference (logs: %s)" % (workdir / "logs"))
+    started = time.monotonic()
+    with LocalStack(workdir) as stack:
+        url = stack.endpoints.inference_url
+        say(f"   up in {time.monotonic() - started:.1f} s; inference at {url}")
+
+        say(f"== publishing {v1.zip_name} as version {v1.id}")
+        t0 = time.monotonic()
+        publish(stack, catalog.path(v1.zip_file), v1.id)
+        model = wait_until_serving(stack, v1.id)
+        elapsed = time.monotonic() - t0
+        say(f"   installed by the loader and served ({model['runtime']}) after {elapsed:.1f} s")
+
+        truth = image.boxes[0].normalized
+        say(
+            f"== POST /score with {image.file} (truth: a white square at left {truth.left:.3f}"
+            f" top {truth.top:.3f} width {truth.width:.3f} height {truth.height:.3f})"
+        )
+        response = httpx.post(f"{url}/score", content=image_bytes, headers={"Content-Type": "image/jpeg"})
+        response.raise_for_status()
+        body = response.json()
+        say(f"   model {body['model']['version']}, {body['inference_ms']:.1f} ms:")
+        say(describe(body["detections"]))
+
+        say(f"== publishing {v2.id} while 4 clients post images continuously")
+        with LoadClients(f"{url}/score", image_bytes) as load:
+            t0 = time.monotonic()
+            publish(stack, catalog.path(v2.zip_file), v2.id)
+            wait_until_serving(stack, v2.id)
+            swap_seconds = time.monotonic() - t0
+            settle_until = time.monotonic() + 2.0
+            while time.monotonic() < settle_until and load.result.versions.get(v2.id, 0) < 20:
+                time.sleep(0.05)
+        result = load.result
+        say(f"   swapped to {v2.id} after {swap_seconds:.1f} s; {result.total} requests during the update,")
+        say(f"   {result.failed} failed; answered by version: {dict(result.versions)}")
+        response = httpx.post(f"{url}/score", content=image_bytes, headers={"Content-Type": "image/jpeg"})
+        say("   the same image on v2:")
+        say(describe(response.json()["detections"]))
+
+        say(f"== web page: {url}/  (upload an image to see the boxes; `make up` keeps the stack running)")
+        if result.failed:
+            say(f"!! {result.failed} requests failed during the swap")
+            return 1
+    say("== stopped everything; demo complete")
+    return 0

@@ -1,0 +1,241 @@
+"""Start Azurite, the edgeHub simulator and both modules, wired exactly as `deployment.json` says.
+
+Each module gets the `IOTEDGE_*` environment the simulator wrote for it, the `env` of its entry in the
+manifest, and only the overrides a laptop needs: the model root (a folder instead of the `/models`
+volume), Azurite's CA for the loader, and a loopback port for the inference API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+import httpx
+
+from edge_tools.azurite import Azurite
+from edge_tools.publish.connstr import HubConnection
+from edge_tools.publish.hub import HubServiceClient
+from edge_tools.stack.network import free_port, pick_loopback_address
+from edge_tools.stack.processes import ManagedProcess, ProcessFailed
+
+logger = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[4]
+DEFAULT_MANIFEST = REPO_ROOT / "deployment.json"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def manifest_env(manifest: dict[str, Any], module: str) -> dict[str, str]:
+    """`env` of a module in `$edgeAgent`'s desired properties, as plain strings."""
+    modules = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
+    return {key: str(item["value"]) for key, item in modules[module].get("env", {}).items()}
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    inference_url: str
+    hub_connection_string: str
+    hub_ca_file: Path
+    storage_connection_string: str
+    storage_ca_file: Path
+    device_id: str
+    model_root: Path
+    connstr_file: Path
+
+
+class LocalStack:
+    """Context manager owning every process; leaving it (normally, on error or Ctrl-C) stops them all."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        manifest: Path = DEFAULT_MANIFEST,
+        echo: TextIO | None = None,
+        python: str = sys.executable,
+        log_format: str = "json",
+    ) -> None:
+        self.workdir = workdir
+        self.manifest_path = manifest
+        self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
+        self.echo = echo
+        self.python = python
+        self.log_format = log_format
+        self.logs = workdir / "logs"
+        self.azurite: Azurite | None = None
+        self.processes: dict[str, ManagedProcess] = {}
+        self._endpoints: StackEndpoints | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.azurite = Azurite(self.workdir / "azurite")
+        self.azurite.start()
+        state = self.workdir / "edgehub"
+        bind = pick_loopback_address()
+        service_port = free_port(bind)
+        self._start_simulator(state, bind, service_port)
+        connstr_file = state / "service.connstr"
+        hub_connstr = connstr_file.read_text(encoding="utf-8").strip()
+        model_root = self.workdir / "models"
+        model_root.mkdir(parents=True, exist_ok=True)
+        inference_port = free_port("127.0.0.1")
+        loader_env = read_env_file(state / "env" / "loader.env")
+        self._endpoints = StackEndpoints(
+            inference_url=f"http://127.0.0.1:{inference_port}",
+            hub_connection_string=hub_connstr,
+            hub_ca_file=state / "ca.pem",
+            storage_connection_string=self.azurite.connection_string,
+            storage_ca_file=self.azurite.ca_file,
+            device_id=loader_env["IOTEDGE_DEVICEID"],
+            model_root=model_root,
+            connstr_file=connstr_file,
+        )
+        self.start_module("loader")
+        self.start_module("inference")
+
+    def _start_simulator(self, state: Path, bind: str, service_port: int) -> None:
+        ready = state / "ready"
+        ready.unlink(missing_ok=True)
+        sim = ManagedProcess(
+            "edgehub",
+            [self.python, "-m", "edgehub_sim", "serve", "--manifest", str(self.manifest_path),
+             "--state-dir", str(state), "--bind", bind, "--service-port", str(service_port)],
+            env=self._base_env(),
+            log_dir=self.logs,
+            echo=self.echo,
+        )  # fmt: skip
+        self.processes["edgehub"] = sim
+        sim.start()
+        sim.wait_ready(ready.exists, timeout=60, what="ready")
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("IOTEDGE_", "LOADER_", "INFERENCE_"))}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def module_env(self, module: str) -> dict[str, str]:
+        endpoints = self.endpoints
+        env = self._base_env()
+        env.update(read_env_file(self.workdir / "edgehub" / "env" / f"{module}.env"))
+        env.update(manifest_env(self.manifest, module))
+        if module == "loader":
+            env["LOADER_MODEL_ROOT"] = str(endpoints.model_root)
+            env["LOADER_CA_FILE"] = str(endpoints.storage_ca_file)
+            env["LOADER_LOG_FORMAT"] = self.log_format
+            env.setdefault("LOADER_MIN_FREE_BYTES", str(64 * 1024 * 1024))
+        elif module == "inference":
+            env["INFERENCE_MODEL_ROOT"] = str(endpoints.model_root)
+            env["INFERENCE_HOST"] = "127.0.0.1"
+            env["INFERENCE_PORT"] = endpoints.inference_url.rsplit(":", 1)[1]
+            env["INFERENCE_LOG_FORMAT"] = self.log_format
+        return env
+
+    def start_module(self, module: str) -> ManagedProcess:
+        package = {"loader": "loader_module", "inference": "inference_module"}[module]
+        process = ManagedProcess(
+            module,
+            [self.python, "-m", package],
+            env=self.module_env(module),
+            log_dir=self.logs,
+            echo=self.echo,
+        )
+        self.processes[module] = process
+        process.start()
+        if module == "inference":
+            process.wait_ready(self._inference_live, timeout=60, what="live")
+        else:
+            process.wait_ready(
+                lambda: self._module_connected(module), timeout=60, what="connected to edgeHub"
+            )
+        return process
+
+    def restart_module(self, module: str, *, kill: bool = False) -> ManagedProcess:
+        old = self.processes[module]
+        if kill:
+            old.kill()
+        old.stop()
+        return self.start_module(module)
+
+    def stop(self) -> None:
+        for name in ("inference", "loader", "edgehub"):
+            process = self.processes.pop(name, None)
+            if process is not None:
+                process.stop()
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+
+    # --- queries -----------------------------------------------------------------------------------
+    @property
+    def endpoints(self) -> StackEndpoints:
+        if self._endpoints is None:
+            raise RuntimeError("the stack is not started")
+        return self._endpoints
+
+    def hub(self) -> HubServiceClient:
+        endpoints = self.endpoints
+        connection = HubConnection.parse(endpoints.hub_connection_string)
+        context = ssl.create_default_context(cafile=str(endpoints.hub_ca_file))
+        return HubServiceClient(connection, verify=context)
+
+    def reported(self, module: str) -> dict[str, Any]:
+        with self.hub() as hub:
+            twin = hub.get_module_twin(self.endpoints.device_id, module)
+        reported: dict[str, Any] = twin.get("properties", {}).get("reported", {})
+        return reported
+
+    def _inference_live(self) -> bool:
+        try:
+            return httpx.get(f"{self.endpoints.inference_url}/health/live", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _module_connected(self, module: str) -> bool:
+        # The simulator's service API answers for a module's twin once its identity exists; a module is
+        # "up" when it has reported at least once (both modules report on start).
+        try:
+            return bool(self.reported(module))
+        except Exception:  # the hub may still be starting; the caller's timeout bounds this
+            return False
+
+    def wait_for(self, what: str, predicate: Any, *, timeout: float = 120.0, interval: float = 0.25) -> Any:
+        """Poll `predicate()` until it returns a truthy value; fail with the processes' output if not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            for process in self.processes.values():
+                if not process.running():
+                    raise process.failure(f"exited with code {process.returncode()} while waiting for {what}")
+            time.sleep(interval)
+        raise ProcessFailed(f"timed out after {timeout:.0f} s waiting for {what}; logs in {self.logs}")
