@@ -64,6 +64,12 @@ def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    """An update task ends by returning or being cancelled; anything else is a bug worth a log line."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("update task ended with an unexpected error", exc_info=exc)
+
+
 class LoaderService:
     """Owns the desired state, the running update and the persisted state; talks through `Reporter`."""
 
@@ -254,6 +260,7 @@ class LoaderService:
     def _start_job(self, job: _Job) -> None:
         self._job = job
         job.task = asyncio.create_task(self._run_job(job), name=f"update-{job.desired.version}")
+        job.task.add_done_callback(_log_unexpected_end)
 
     async def _cancel_job(self) -> None:
         job, self._job = self._job, None
