@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from edge_shared.scoring import AvaScoreResponse, ErrorBody, ModelInfo, ScoreResponse
-from edge_tools.fixtures import FixtureCatalog
+from edge_tools.fixtures import FixtureCatalog, make_square_image
 from inference_module.api import create_app
 from inference_module.settings import InferenceSettings
 from tests.inference.helpers import GatedFactory, install_model, serve
@@ -59,6 +59,23 @@ async def test_both_runtimes_find_the_object_in_jpeg_and_png(
             ):
                 assert abs(got - want) < TOLERANCE
             assert body.inference_ms > 0
+
+
+@pytest.mark.parametrize("model_id", ["tiny-yolo-1", "ssd-lite-1"])
+async def test_a_camera_sized_jpeg_is_scored_against_its_own_size(
+    model_root: Path, catalog: FixtureCatalog, model_id: str
+) -> None:
+    install_model(model_root, catalog, model_id, version="v1")
+    # square, so that SSD's stretch keeps the fixture's square anchors matching the square object
+    image = make_square_image(1440, 1440, [(900, 300, 1200, 600)], "JPEG")
+    async with serve(create_app(settings_for(model_root))) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/score", content=image, headers={"content-type": "image/jpeg"})
+    body = ScoreResponse.model_validate_json(response.content)
+    assert (body.image.width, body.image.height) == (1440, 1440)
+    (found,) = body.detections
+    truth = (900 / 1440, 300 / 1440, 300 / 1440, 300 / 1440)
+    got = (found.box.left, found.box.top, found.box.width, found.box.height)
+    assert all(abs(a - b) < TOLERANCE for a, b in zip(got, truth, strict=True)), got
 
 
 async def test_ava_format_and_query_parameters(model_root: Path, catalog: FixtureCatalog) -> None:

@@ -16,7 +16,7 @@ from inference_module.errors import (
     TooManyPixelsError,
     UnsupportedImageFormatError,
 )
-from inference_module.imaging import ImageLimits, decode_image, media_type_accepted
+from inference_module.imaging import ImageLimits, decode_for_model, decode_image, media_type_accepted
 
 LIMITS = ImageLimits(max_pixels=40_000_000, min_side=8)
 
@@ -118,3 +118,23 @@ def test_gif_decodes_but_is_not_a_supported_format() -> None:
 )
 def test_media_types(content_type: str | None, accepted: bool) -> None:
     assert media_type_accepted(content_type) is accepted
+
+
+def test_big_jpegs_decode_at_reduced_scale_but_report_their_own_size() -> None:
+    data = encode(Image.new("RGB", (1920, 1080)), "JPEG")
+    image, size = decode_for_model(data, LIMITS, draft_to=416)
+    assert size == (1920, 1080)
+    assert image.size == (960, 540)  # 1/4 would be 480×270, below 416 on one side
+    full, full_size = decode_for_model(data, LIMITS)
+    assert full.size == full_size == (1920, 1080)
+
+
+def test_draft_keeps_orientation_and_skips_non_jpeg() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = encode(Image.new("RGB", (1600, 1000)), "JPEG", exif=exif.tobytes())
+    image, size = decode_for_model(rotated, LIMITS, draft_to=300)
+    assert size == (1000, 1600)
+    assert image.size == (500, 800)
+    png = encode(Image.new("RGB", (1600, 1000)), "PNG")
+    assert decode_for_model(png, LIMITS, draft_to=300)[0].size == (1600, 1000)

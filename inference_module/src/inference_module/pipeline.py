@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from inference_module.annotate import draw_detections
-from inference_module.imaging import ImageLimits, decode_image, encode_jpeg
+from inference_module.imaging import ImageLimits, decode_for_model, encode_jpeg
 from inference_module.postprocess import (
     ResponseFormat,
     ava_body,
@@ -42,7 +42,7 @@ def run_pipeline(
 ) -> ScoreResult:
     """Score one image on the model serving when decoding is done; that model stays open until we return."""
     started = time.perf_counter()
-    image = decode_image(data, limits)
+    image, size = decode_for_model(data, limits, draft_to=None if query.annotated else _draft_hint(slot))
     model = slot.acquire()
     try:
         raw = model.detector.detect(image)
@@ -64,7 +64,7 @@ def run_pipeline(
                 detections,
                 version=identity.version,
                 runtime=identity.runtime,
-                size=image.size,
+                size=size,
                 inference_ms=elapsed_ms,
             )
         )
@@ -76,3 +76,14 @@ def run_pipeline(
         model_version=identity.version,
         pipeline_seconds=time.perf_counter() - started,
     )
+
+
+def _draft_hint(slot: ModelSlot) -> int | None:
+    """The serving model's larger input side: decoding a big JPEG finer than that is wasted work.
+
+    Read without taking the model: if a swap happens meanwhile, the hint is merely less apt.
+    """
+    serving = slot.current
+    if serving is None or serving.detector.metadata.input_size is None:
+        return None
+    return max(serving.detector.metadata.input_size)

@@ -55,6 +55,8 @@ class DetectorMetadata:
     input_dtype: str
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    input_size: tuple[int, int] | None = None
+    """Network width and height the image is resized to; lets JPEG decoding skip detail it would drop."""
 
 
 class Detector(Protocol):

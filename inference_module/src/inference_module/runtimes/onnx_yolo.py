@@ -52,6 +52,7 @@ class OnnxYoloDetector:
             input_dtype="float32",
             input_names=(self._image_input, self._shape_input),
             output_names=(self._boxes_out, self._scores_out, self._indices_out),
+            input_size=(self._width, self._height),
         )
         self._outputs = [self._boxes_out, self._scores_out, self._indices_out]
 

@@ -58,6 +58,7 @@ class TfliteSsdDetector:
             input_dtype=str(self._dtype),
             input_names=(str(detail["name"]),),
             output_names=tuple(names[i] for i in (self._boxes, self._classes, self._scores, self._count)),
+            input_size=(self._width, self._height),
         )
 
     @property
