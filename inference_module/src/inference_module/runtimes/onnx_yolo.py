@@ -18,6 +18,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from inference_module.errors import ModelLoadError
+from inference_module.resize import configure_resize_threads, resize_rgb
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
 
 logger = logging.getLogger(__name__)
@@ -81,13 +82,8 @@ class OnnxYoloDetector:
         net_h, net_w = self._height, self._width
         scale = min(net_w / width, net_h / height)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        resized = (
-            image
-            if (new_w, new_h) == (width, height)
-            else image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-        )
         top, left = (net_h - new_h) // 2, (net_w - new_w) // 2
-        pixels = np.asarray(resized)
+        pixels = resize_rgb(np.asarray(image), new_w, new_h)
         tensor[:, :, :top, :] = _GREY
         tensor[:, :, top + new_h :, :] = _GREY
         tensor[:, :, top : top + new_h, :left] = _GREY
@@ -146,6 +142,7 @@ def _output_names(session: ort.InferenceSession) -> tuple[str, str, str]:
 
 def load_onnx_yolo(model_path: Path, options: RuntimeOptions) -> OnnxYoloDetector:
     """Create the session with the configured threads, check the interface, warm it up once."""
+    configure_resize_threads(1)
     session_options = ort.SessionOptions()
     session_options.intra_op_num_threads = options.ort_intra_op_threads
     session_options.inter_op_num_threads = options.ort_inter_op_threads

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from inference_module.errors import ModelLoadError
+from inference_module.resize import configure_resize_threads, resize_rgb
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
 
 try:
@@ -66,9 +67,7 @@ class TfliteSsdDetector:
         return self._metadata
 
     def preprocess(self, image: Image.Image) -> npt.NDArray[Any]:
-        size = (self._width, self._height)
-        resized = image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
-        pixels = np.asarray(resized)[None]
+        pixels = resize_rgb(np.asarray(image), self._width, self._height)[None]
         if self._dtype == np.uint8:
             return pixels
         return (pixels.astype(np.float32) - np.float32(127.5)) * np.float32(1 / 127.5)
@@ -123,6 +122,7 @@ def _output_indices(details: list[dict[str, Any]]) -> tuple[int, int, int, int]:
 
 def load_tflite_ssd(model_path: Path, options: RuntimeOptions) -> TfliteSsdDetector:
     """One interpreter per pipeline thread, each allocated and warmed once."""
+    configure_resize_threads(1)
     interpreters = []
     try:
         for _ in range(options.pipeline_threads):
