@@ -7,6 +7,7 @@ These use `httpx.MockTransport`: they test the retry decisions, not the network 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,9 +30,12 @@ async def _nothing(done: int, total: int | None, attempt: int) -> None:
 class _Body(httpx.AsyncByteStream):
     """A body that is really streamed (a `content=` body would be read eagerly by httpx)."""
 
+    def __init__(self, data: bytes = DATA) -> None:
+        self._data = data
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        for start in range(0, len(DATA), 4096):
-            yield DATA[start : start + 4096]
+        for start in range(0, len(self._data), 4096):
+            yield self._data[start : start + 4096]
 
 
 def _server(statuses: list[int], seen: list[httpx.Request]) -> httpx.MockTransport:
@@ -93,3 +97,104 @@ async def test_each_attempt_uses_the_newest_url(tmp_path: Path) -> None:
             lambda: next(urls), tmp_path / "a.part", expected_size=None, on_progress=_nothing
         )
     assert [request.url.params["sig"] for request in seen] == ["old", "new"]
+
+
+class _Script:
+    """A mock blob server whose answers a test scripts request by request (after which: serve ranges)."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.answers:
+            return self.answers.pop(0)
+        start = int(request.headers.get("range", "bytes=0-")[6:].rstrip("-"))
+        if start:
+            headers = {"etag": '"e1"', "content-range": f"bytes {start}-{len(DATA) - 1}/{len(DATA)}"}
+            return httpx.Response(206, stream=_Body(DATA[start:]), headers=headers)
+        return httpx.Response(
+            200, stream=_Body(DATA), headers={"etag": '"e1"', "content-length": str(len(DATA))}
+        )
+
+
+async def _fetch(script: _Script, part: Path, limits: DownloadLimits = LIMITS) -> bytes:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(script)) as client:
+        result = await Downloader(client, limits).fetch(
+            lambda: "https://blob.example/m.zip?sig=x", part, expected_size=None, on_progress=_nothing
+        )
+    return result.sha256
+
+
+def _half_part(tmp_path: Path) -> Path:
+    """A part file holding the first half, as an earlier run left it."""
+    part = tmp_path / "a.part"
+    part.write_bytes(DATA[: len(DATA) // 2])
+    part.with_suffix(".json").write_text(json.dumps({"etag": '"e1"', "total": len(DATA)}))
+    return part
+
+
+async def test_resume_sends_range_and_if_match(tmp_path: Path) -> None:
+    script = _Script()
+    assert await _fetch(script, _half_part(tmp_path)) == hashlib.sha256(DATA).digest()
+    [request] = script.requests
+    assert request.headers["range"] == f"bytes={len(DATA) // 2}-"
+    assert request.headers["if-match"] == '"e1"'
+
+
+async def test_server_ignoring_range_restarts_from_zero(tmp_path: Path) -> None:
+    full = httpx.Response(200, stream=_Body(DATA), headers={"etag": '"e1"', "content-length": str(len(DATA))})
+    script = _Script(full)
+    assert await _fetch(script, _half_part(tmp_path)) == hashlib.sha256(DATA).digest()
+    assert len(script.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(206, headers={"content-range": "bytes 5-9/15000", "etag": '"e1"'}),
+        httpx.Response(416, headers={"content-range": f"bytes */{len(DATA)}"}),
+        httpx.Response(412),
+    ],
+    ids=["wrong-range", "416", "412"],
+)
+async def test_unusable_resume_answers_start_over(tmp_path: Path, answer: httpx.Response) -> None:
+    script = _Script(answer)
+    assert await _fetch(script, _half_part(tmp_path)) == hashlib.sha256(DATA).digest()
+    assert "range" not in script.requests[-1].headers  # the retry downloads the whole blob
+
+
+async def test_complete_part_is_not_requested_again(tmp_path: Path) -> None:
+    part = tmp_path / "a.part"
+    part.write_bytes(DATA)
+    part.with_suffix(".json").write_text(json.dumps({"etag": '"e1"', "total": len(DATA)}))
+    script = _Script()
+    assert await _fetch(script, part) == hashlib.sha256(DATA).digest()
+    assert script.requests == []
+
+
+async def test_more_bytes_than_announced_fail(tmp_path: Path) -> None:
+    liar = httpx.Response(200, stream=_Body(DATA), headers={"etag": '"e1"', "content-length": "100"})
+    with pytest.raises(DownloadFailedError, match="more bytes"):
+        await _fetch(_Script(liar), tmp_path / "a.part")
+
+
+async def test_stream_ending_early_is_retried(tmp_path: Path) -> None:
+    class _Short(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield DATA[:1000]
+
+    short = httpx.Response(200, stream=_Short(), headers={"etag": '"e1"'})
+    short.headers["content-length"] = str(len(DATA))
+    script = _Script(short)
+    assert await _fetch(script, tmp_path / "a.part") == hashlib.sha256(DATA).digest()
+    assert script.requests[-1].headers["range"] == "bytes=1000-"
+
+
+@pytest.mark.parametrize("value", ["0.02", "Wed, 21 Oct 2015 07:28:00 GMT"])
+async def test_retry_after_is_honoured(tmp_path: Path, value: str) -> None:
+    busy = httpx.Response(503, headers={"retry-after": value, "date": "Wed, 21 Oct 2015 07:27:59 GMT"})
+    script = _Script(busy)
+    assert await _fetch(script, tmp_path / "a.part") == hashlib.sha256(DATA).digest()
+    assert len(script.requests) == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loader_module.errors import InvalidModelError, LoaderError, UnsafeArchiveError
+from loader_module.errors import DiskFullError, InvalidModelError, LoaderError, UnsafeArchiveError
 from loader_module.unpack import UnpackedModel, UnpackLimits, unpack_model
 from tests.loader.conftest import LABELS, model_zip, onnx_model, tflite_model, zip_bytes
 
@@ -119,3 +119,22 @@ def test_not_a_model_is_invalid(tmp_path: Path, name: str, payload: bytes) -> No
 
 def test_not_a_zip_is_invalid(tmp_path: Path) -> None:
     _refused(tmp_path, b"this is not a zip file at all", InvalidModelError)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [(b"{not json", "not valid JSON"), (json.dumps({"labels": "missing.txt"}).encode(), "not in the ZIP")],
+)
+def test_bad_model_json_is_invalid(tmp_path: Path, spec: bytes, message: str) -> None:
+    data = zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"x\n", "model.json": spec})
+    assert message in _refused(tmp_path, data, InvalidModelError)
+
+
+def test_two_label_files_are_invalid(tmp_path: Path) -> None:
+    data = zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"x\n", "labelmap.txt": b"y\n"})
+    assert "found 2" in _refused(tmp_path, data, InvalidModelError)
+
+
+def test_not_enough_disk_for_the_unpacked_files(tmp_path: Path) -> None:
+    greedy = UnpackLimits(max_members=16, max_unpacked_bytes=1 << 30, min_free_bytes=1 << 60)
+    _refused(tmp_path, model_zip("onnx"), DiskFullError, greedy)

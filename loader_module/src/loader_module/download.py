@@ -194,6 +194,8 @@ class Downloader:
             raise TooLargeError(f"Size {expected_size} exceeds the limit of {self._limits.max_bytes} bytes")
         partial = _Partial(part_path)
         await asyncio.to_thread(partial.load)
+        if expected_size is not None:
+            await asyncio.to_thread(self._check_space, expected_size, partial)  # before any request
         if partial.offset:
             logger.info("resuming a partial download", extra={"bytes_have": partial.offset})
         fetched = 0
@@ -312,6 +314,9 @@ class Downloader:
             raise TooLargeError(f"the blob has {total} bytes, over the limit of {self._limits.max_bytes}")
         if expected_size is not None and total != expected_size:
             raise ChecksumMismatchError(f"the blob has {total} bytes but Size says {expected_size}")
+        self._check_space(total, partial)
+
+    def _check_space(self, total: int, partial: _Partial) -> None:
         free = shutil.disk_usage(partial.path.parent).free
         needed = total - partial.offset + self._limits.min_free_bytes
         if free < needed:

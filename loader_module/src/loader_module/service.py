@@ -36,7 +36,7 @@ from loader_module.progress import ProgressThrottle
 from loader_module.reporting import Reporter
 from loader_module.settings import LoaderSettings
 from loader_module.state import LoaderState, StateStore, UpdateRecord, target_key, url_digest
-from loader_module.unpack import UnpackLimits, unpack_model
+from loader_module.unpack import UnpackLimits, remove_tree, unpack_model
 from loader_module.verify import verify_digests, verify_signature
 
 logger = logging.getLogger(__name__)
@@ -424,15 +424,18 @@ class LoaderService:
             except LoaderError:
                 discard(result.path)
                 raise
-            manifest = install_version(
-                self.repo,
-                unpacked,
-                version=desired.version,
-                file_name=desired.file_name,
-                source_sha256=result.sha256.hex(),
-                source_md5=result.md5.hex(),
-                installed_at=installed_at,
-            )
+            try:
+                manifest = install_version(
+                    self.repo,
+                    unpacked,
+                    version=desired.version,
+                    file_name=desired.file_name,
+                    source_sha256=result.sha256.hex(),
+                    source_md5=result.md5.hex(),
+                    installed_at=installed_at,
+                )
+            finally:
+                remove_tree(unpacked.directory)  # gone already after the rename; left over on failure
             activate(self.repo, desired.version)
             removed = apply_retention(self.repo, settings.keep_versions)
             if removed:

@@ -1,0 +1,162 @@
+"""Less common paths of the service: lost edgeHub link, signatures, patch ordering, disk errors."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from edge_shared.edgehub import Twin
+from edge_shared.repository import ModelRepository
+from edge_tools.azurite import Azurite
+from edgehub_sim.fake import FakeEdgeHubClient
+from loader_module.edge import make_http_client
+from loader_module.settings import LoaderSettings
+from tests.loader.conftest import desired_for, make_settings, model_zip
+from tests.loader.service_helpers import announcements, running_loader, update, wait_state
+
+pytestmark = pytest.mark.integration
+
+
+def _publish(azurite: Azurite, data: bytes, version: str, **extra: Any) -> dict[str, Any]:
+    name = f"edge/{uuid.uuid4().hex}/{version}.zip"
+    azurite.upload("models", name, data)
+    return desired_for(data, azurite.sas_url("models", name), f"{version}.zip", **extra)
+
+
+@pytest.fixture
+def settings(model_root: Path, azurite: Azurite) -> LoaderSettings:
+    return make_settings(model_root, ca_file=azurite.ca_file)
+
+
+@pytest.fixture
+async def client(settings: LoaderSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_http_client(settings) as http:
+        yield http
+
+
+async def test_lost_announcement_is_sent_again_after_restart(
+    azurite: Azurite, settings: LoaderSettings, client: httpx.AsyncClient
+) -> None:
+    hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1")})
+    hub.fail_send = True  # edgeHub refuses messages: the install still completes
+    async with running_loader(settings, hub, client):
+        await wait_state(hub, "ready", "v1")
+    assert announcements(hub) == []
+    assert ModelRepository(settings.model_root).current_version() == "v1"
+    hub2 = FakeEdgeHubClient(desired=hub.desired)
+    async with running_loader(settings, hub2, client):
+        await wait_state(hub2, "ready", "v1")
+    assert [m["version"] for m in announcements(hub2)] == ["v1"]
+
+
+async def test_failed_reported_patches_do_not_fail_the_update(
+    azurite: Azurite, settings: LoaderSettings, client: httpx.AsyncClient
+) -> None:
+    hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1")})
+    hub.fail_patch = True
+    async with running_loader(settings, hub, client):
+        await hub.wait_until(lambda: len(announcements(hub)) == 1)
+        hub.fail_patch = False
+        await hub.push_desired({"Size": None})  # any patch: the next report goes through
+        await wait_state(hub, "ready", "v1")
+
+
+def _signer() -> tuple[Ed25519PrivateKey, str]:
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return key, base64.b64encode(public).decode()
+
+
+@pytest.mark.parametrize("signed_by", ["trusted", "stranger", "nobody"])
+async def test_required_signature(
+    signed_by: str, azurite: Azurite, model_root: Path, client: httpx.AsyncClient
+) -> None:
+    trusted, trusted_public = _signer()
+    stranger, _ = _signer()
+    settings = make_settings(
+        model_root, ca_file=azurite.ca_file, require_signature=True, trusted_keys=trusted_public
+    )
+    data = model_zip("onnx")
+    digest = hashlib.sha256(data).digest()
+    extra: dict[str, Any] = {"ContentSHA256": digest.hex()}
+    if signed_by != "nobody":
+        signer = trusted if signed_by == "trusted" else stranger
+        extra["Signature"] = base64.b64encode(signer.sign(digest)).decode()
+    hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, data, "signed", **extra)})
+    async with running_loader(settings, hub, client):
+        if signed_by == "trusted":
+            await wait_state(hub, "ready", "signed")
+        else:
+            await wait_state(hub, "failed", "signed")
+            assert update(hub)["error"]["code"] == "signature_invalid"
+            assert ModelRepository(model_root).installed_versions() == []
+
+
+class _PatchDuringTwinRead(FakeEdgeHubClient):
+    """Delivers desired patches while `get_twin` runs, as a real hub may: one stale, one new."""
+
+    patches: list[dict[str, Any]] = []
+
+    async def get_twin(self) -> Twin:
+        twin = await super().get_twin()
+        assert self.handlers is not None and self.handlers.on_desired_patch is not None
+        for patch in self.patches:
+            await self.handlers.on_desired_patch(patch)
+        return twin
+
+
+async def test_patches_racing_the_twin_read_apply_in_version_order(
+    azurite: Azurite, settings: LoaderSettings, client: httpx.AsyncClient
+) -> None:
+    old = _publish(azurite, model_zip("onnx"), "old")
+    new = _publish(azurite, model_zip("tflite"), "new")
+    hub = _PatchDuringTwinRead(
+        desired={"$version": 5, **_publish(azurite, model_zip("onnx", padding=1), "twin")}
+    )
+    hub.patches = [{**old, "$version": 4}, {**new, "$version": 6}]
+    async with running_loader(settings, hub, client):
+        await wait_state(hub, "ready", "new")
+    assert ModelRepository(settings.model_root).installed_versions() == ["new"]
+
+
+async def test_disk_error_while_installing_is_reported_and_retried_later(
+    azurite: Azurite, settings: LoaderSettings, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(*args: object, **kwargs: object) -> None:
+        del args, kwargs
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("loader_module.service.install_version", no_space)
+    hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1")})
+    async with running_loader(settings, hub, client):
+        await wait_state(hub, "failed", "v1")
+    mu = update(hub)
+    assert mu["error"]["code"] == "install_failed" and "No space" in mu["error"]["message"]
+    assert mu["nextRetryAt"] is not None
+    assert list(ModelRepository(settings.model_root).staging_dir.iterdir()) == []
+
+
+def test_invalid_settings_stop_the_process_with_a_clear_message() -> None:
+    env = {"PATH": "/usr/bin:/bin", "LOADER_MODEL_ROOT": "relative", "LOADER_KEEP_VERSIONS": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "loader_module"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "model_root" in done.stderr and "keep_versions" in done.stderr
+    assert "Traceback" not in done.stderr
