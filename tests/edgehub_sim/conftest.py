@@ -17,6 +17,7 @@ from unittest import mock
 
 import httpx
 import pytest
+from azure.iot.device import Message
 from azure.iot.device.aio import IoTHubModuleClient
 
 from edgehub_sim.server import EdgeHubSimulator
@@ -153,3 +154,8 @@ def service_client(simulator: EdgeHubSimulator, token: str | None = None) -> htt
         headers={"Authorization": token or simulator.service_token()},
         timeout=30,
     )
+
+
+def sdk_message(body: bytes, **kwargs: Any) -> Message:
+    """An SDK `Message` (its constructor is untyped)."""
+    return Message(body, **kwargs)  # type: ignore[no-untyped-call]

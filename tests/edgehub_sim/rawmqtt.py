@@ -2,6 +2,7 @@
 
 import socket
 import ssl
+import struct
 import threading
 from dataclasses import dataclass, field
 
@@ -87,3 +88,104 @@ class RawClient:
         sock = self.client.socket()
         if sock is not None:  # paho keeps the socket of a refused connection open
             sock.close()
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return struct.pack("!H", len(raw)) + raw
+
+
+def frame(first: int, body: bytes) -> bytes:
+    """Fixed header + body."""
+    length, out = len(body), bytearray([first])
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        out.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes(out) + body
+
+
+def connect_packet(client_id: str, username: str, password: str, keepalive: int = 60) -> bytes:
+    variable = _text("MQTT") + bytes([4, 0xC0]) + struct.pack("!H", keepalive)
+    return frame(0x10, variable + _text(client_id) + _text(username) + _text(password))
+
+
+def subscribe_packet(packet_id: int, topic_filter: str) -> bytes:
+    return frame(0x82, struct.pack("!H", packet_id) + _text(topic_filter) + b"\x01")
+
+
+def publish_packet(topic: str, payload: bytes, packet_id: int = 1) -> bytes:
+    return frame(0x32, _text(topic) + struct.pack("!H", packet_id) + payload)
+
+
+def puback_packet(packet_id: int) -> bytes:
+    return frame(0x40, struct.pack("!H", packet_id))
+
+
+PINGREQ = b"\xc0\x00"
+
+
+class RawSession:
+    """A TLS socket speaking hand-built MQTT, for byte-level tests."""
+
+    def __init__(self, simulator: EdgeHubSimulator, module: str = "receiver", timeout: float = 10.0) -> None:
+        self.simulator = simulator
+        self.module = module
+        self.sock = tls_socket(simulator)
+        self.sock.settimeout(timeout)
+        self._buffer = b""
+
+    def connect(self, keepalive: int = 60) -> tuple[bool, int]:
+        """Send CONNECT with a valid token; returns (session present, return code)."""
+        client_id = f"{self.simulator.device_id}/{self.module}"
+        username = f"{self.simulator.hub_name}/{client_id}/?api-version=2019-10-01"
+        self.sock.sendall(
+            connect_packet(client_id, username, module_token(self.simulator, self.module), keepalive)
+        )
+        packet_type, _, body = self.read_packet()
+        assert packet_type == 2, packet_type
+        return bool(body[0] & 1), body[1]
+
+    def _take(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+    def read_packet(self) -> tuple[int, int, bytes]:
+        first = self._take(1)[0]
+        length, shift = 0, 0
+        while True:
+            byte = self._take(1)[0]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        return first >> 4, first & 0x0F, self._take(length)
+
+    def read_publish(self) -> tuple[str, int, bool, bytes]:
+        """(topic, packet id, dup, payload) of the next PUBLISH, skipping other packets."""
+        while True:
+            packet_type, flags, body = self.read_packet()
+            if packet_type == 3:
+                topic_length = struct.unpack("!H", body[:2])[0]
+                topic = body[2 : 2 + topic_length].decode()
+                packet_id = struct.unpack("!H", body[2 + topic_length : 4 + topic_length])[0]
+                return topic, packet_id, bool(flags & 8), body[4 + topic_length :]
+
+    def closed_by_server(self) -> bool:
+        """True once the server closes the connection (within the socket timeout)."""
+        try:
+            while True:
+                if not self.sock.recv(65536):
+                    return True
+        except (ConnectionError, ssl.SSLError):
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()

@@ -59,10 +59,18 @@ class HttpListener:
     async def stop(self) -> None:
         """Ask uvicorn to exit and wait for it (bounded by its graceful-shutdown timeout)."""
         if self._task is None:
+            self._sock.close()
             return
         self._server.should_exit = True
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
+        # A TLS connection uvicorn closed still waits for the client's close_notify (up to 30 s);
+        # abort those so no socket outlives the simulator's loop.
+        for protocol in list(self._server.server_state.connections):
+            transport = getattr(protocol, "transport", None)
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
+        self._sock.close()
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:

@@ -61,12 +61,10 @@ class Connection:
         self._transient: set[int] = set()
         self._last_pid = 0
         self._finished = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Serve the connection; never raises except on cancellation."""
-        self._task = asyncio.current_task()
         try:
             await self._serve()
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
@@ -82,8 +80,9 @@ class Connection:
 
     async def close(self) -> None:
         """Drop the connection and wait until it has detached from its session."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        # Aborting the transport ends the pending read with EOF, so `run` tears down normally
+        # (cancelling the task instead makes asyncio's stream callback log a spurious error).
+        self._writer.transport.abort()
         await self._finished.wait()
 
     def send_transient(self, topic: str, payload: bytes) -> None:

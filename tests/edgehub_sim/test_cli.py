@@ -1,0 +1,118 @@
+"""`python -m edgehub_sim serve`: files it writes, readiness, SIGTERM, refusal of a bad manifest."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.edgehub_sim.conftest import random_loopback
+
+pytestmark = pytest.mark.integration
+
+
+def serve(manifest: Path, state_dir: Path, bind: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgehub_sim",
+            "serve",
+            "--manifest",
+            str(manifest),
+            "--state-dir",
+            str(state_dir),
+            "--bind",
+            bind,
+            "--log-level",
+            "WARNING",
+        ],
+        env=os.environ | {"PYTHONWARNINGS": "error::ResourceWarning"},
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_ready(process: subprocess.Popen[bytes], ready: Path, timeout: float = 30.0) -> None:
+    """Wait for the ready file (bounded); fail early if the process dies."""
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        assert time.monotonic() < deadline, "simulator never became ready"
+        time.sleep(0.05)
+
+
+def test_serve_writes_files_then_ready_and_stops_on_sigterm(manifest_path: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    process = serve(manifest_path, state, random_loopback())
+    try:
+        wait_ready(process, state / "ready")
+        assert sorted(p.name for p in (state / "env").iterdir()) == sorted(
+            f"{m}.env" for m in ["sender", "receiver", "m1", "m2", "m3", "m4", "m5"]
+        )
+        assert (state / "ca.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+        assert (state / "service.connstr").read_text().startswith("HostName=")
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+        assert time.monotonic() - started < 2.0
+        assert not (state / "ready").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+def test_restart_keeps_keys_and_ca(manifest_path: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    bind = random_loopback()
+    snapshots = []
+    for _ in range(2):
+        process = serve(manifest_path, state, bind)
+        try:
+            wait_ready(process, state / "ready")
+            snapshots.append(
+                (
+                    (state / "ca.pem").read_text(),
+                    (state / "env" / "sender.env").read_text(),
+                    (state / "service.connstr").read_text(),
+                )
+            )
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=5) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stderr:
+                process.stderr.close()
+    assert snapshots[0] == snapshots[1]
+
+
+def test_bad_manifest_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+    manifest = tmp_path / "bad.json"
+    manifest.write_text(json.dumps({"modulesContent": {}}))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgehub_sim",
+            "serve",
+            "--manifest",
+            str(manifest),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--bind",
+            random_loopback(),
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert b"cannot start the simulator" in result.stderr
+    assert not (tmp_path / "s" / "ready").exists()

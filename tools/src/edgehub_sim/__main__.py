@@ -1,0 +1,77 @@
+"""`python -m edgehub_sim serve --manifest deployment.json --state-dir DIR [--bind IP] [--service-port N]`.
+
+Writes `DIR/env/<module>.env`, `DIR/ca.pem`, `DIR/service.connstr`, then `DIR/ready`; runs until SIGTERM
+or SIGINT, then stops cleanly (well within 2 s).
+"""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from edgehub_sim.errors import SimulatorError
+from edgehub_sim.server import DEFAULT_DEVICE_ID, DEFAULT_HUB_NAME, DEFAULT_SERVICE_PORT, EdgeHubSimulator
+
+logger = logging.getLogger("edgehub_sim")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's arguments."""
+    parser = argparse.ArgumentParser(prog="python -m edgehub_sim", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the simulator until SIGTERM")
+    serve.add_argument("--manifest", type=Path, required=True, help="deployment.json")
+    serve.add_argument("--state-dir", type=Path, required=True, help="state, env files, ready")
+    serve.add_argument("--bind", default="127.0.0.1", help="loopback IP to listen on")
+    serve.add_argument(
+        "--service-port",
+        type=int,
+        default=DEFAULT_SERVICE_PORT,
+        help="HTTPS service API port (443 also serves module invoke_method)",
+    )
+    serve.add_argument("--hub-name", default=DEFAULT_HUB_NAME, help="IoT Hub host name")
+    serve.add_argument("--device-id", default=DEFAULT_DEVICE_ID, help="Edge device id")
+    serve.add_argument("--log-level", default="INFO", help="logging level")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    simulator = EdgeHubSimulator(
+        args.manifest,
+        args.state_dir,
+        bind=args.bind,
+        service_port=args.service_port,
+        hub_name=args.hub_name,
+        device_id=args.device_id,
+    )
+    try:
+        simulator.start()
+    except (SimulatorError, ValueError, OSError) as exc:  # ManifestError is a ValueError
+        logger.error("cannot start the simulator: %s", exc)
+        return 1
+    try:
+        stop.wait()
+    finally:
+        simulator.stop()
+    logger.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
