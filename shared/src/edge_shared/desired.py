@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -23,7 +24,6 @@ from pydantic import (
     StrictStr,
     ValidationError,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 
@@ -48,7 +48,6 @@ KNOWN_PROPERTIES = (
 )
 
 ShortStr = Annotated[StrictStr, Field(max_length=256)]
-UrlStr = Annotated[StrictStr, Field(max_length=MAX_URL_LENGTH)]
 
 
 def _check_url(url: str, info: ValidationInfo) -> SecretStr:
@@ -83,38 +82,70 @@ def _normalize_sha256(value: str) -> str:
     return value.lower()
 
 
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def _download_url(value: object, info: ValidationInfo) -> SecretStr:
+    text = _string(value)
+    if len(text) > MAX_URL_LENGTH:
+        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
+    return _check_url(text, info)
+
+
+def _md5(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError("must be an MD5 digest: base64 of 16 bytes or 32 hex digits")
+    return _normalize_md5(value)
+
+
+def _sha256(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError("must be a SHA-256 digest of 64 hex digits")
+    return _normalize_sha256(value)
+
+
+def _signature(value: object) -> str | None:
+    if value is None:
+        return None
+    error = "must be a base64 Ed25519 signature (64 bytes)"
+    if not isinstance(value, str) or len(value) > 128:
+        raise ValueError(error)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(error) from exc
+    if len(raw) != 64:
+        raise ValueError(error)
+    return value
+
+
+def _optional_string(value: object) -> object:
+    return None if value is None else _string(value)
+
+
+# Validators run before pydantic's own, so errors name the field and never coerce types.
+DownloadUrl = Annotated[SecretStr, BeforeValidator(_download_url)]
+Md5Hex = Annotated[str | None, BeforeValidator(_md5)]
+Sha256Hex = Annotated[str | None, BeforeValidator(_sha256)]
+StrictText = BeforeValidator(_optional_string)
+
+
 class DeltaSpec(BaseModel):
     """A binary patch from an installed version to the desired ZIP (design §3, issue 9)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True)
 
-    base_version: Version = Field(alias="BaseVersion")
-    download_url: SecretStr = Field(alias="DownloadUrl")
-    content_sha256: str = Field(alias="ContentSHA256")
-    format: ShortStr = Field(alias="Format")
-
-    @field_validator("base_version", "format", mode="before")
-    @classmethod
-    def _strict_str(cls, value: object) -> object:
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        return value
-
-    @field_validator("download_url", mode="before")
-    @classmethod
-    def _url(cls, value: object, info: ValidationInfo) -> SecretStr:
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        if len(value) > MAX_URL_LENGTH:
-            raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
-        return _check_url(value, info)
-
-    @field_validator("content_sha256", mode="before")
-    @classmethod
-    def _sha(cls, value: object) -> str:
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        return _normalize_sha256(value)
+    base_version: Annotated[Version, StrictText] = Field(alias="BaseVersion")
+    download_url: DownloadUrl = Field(alias="DownloadUrl")
+    content_sha256: Annotated[str, BeforeValidator(_sha256)] = Field(alias="ContentSHA256")
+    format: Annotated[ShortStr, StrictText] = Field(alias="Format")
 
 
 class DesiredModel(BaseModel):
@@ -122,64 +153,14 @@ class DesiredModel(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True)
 
-    file_name: FileName = Field(alias="FileName")
-    download_url: SecretStr = Field(alias="DownloadUrl")
-    content_md5: str | None = Field(default=None, alias="ContentMD5")
-    content_sha256: str | None = Field(default=None, alias="ContentSHA256")
-    explicit_version: Version | None = Field(default=None, alias="Version")
+    file_name: Annotated[FileName, StrictText] = Field(alias="FileName")
+    download_url: DownloadUrl = Field(alias="DownloadUrl")
+    content_md5: Md5Hex = Field(default=None, alias="ContentMD5")
+    content_sha256: Sha256Hex = Field(default=None, alias="ContentSHA256")
+    explicit_version: Annotated[Version | None, StrictText] = Field(default=None, alias="Version")
     size: StrictInt | None = Field(default=None, alias="Size", gt=0)
-    signature: str | None = Field(default=None, alias="Signature")
+    signature: Annotated[str | None, BeforeValidator(_signature)] = Field(default=None, alias="Signature")
     delta: DeltaSpec | None = Field(default=None, alias="Delta")
-
-    @field_validator("file_name", "explicit_version", mode="before")
-    @classmethod
-    def _strict_name(cls, value: object) -> object:
-        if value is not None and not isinstance(value, str):
-            raise ValueError("must be a string")
-        return value
-
-    @field_validator("download_url", mode="before")
-    @classmethod
-    def _url(cls, value: object, info: ValidationInfo) -> SecretStr:
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        if len(value) > MAX_URL_LENGTH:
-            raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
-        return _check_url(value, info)
-
-    @field_validator("content_md5", mode="before")
-    @classmethod
-    def _md5(cls, value: object) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or len(value) > 64:
-            raise ValueError("must be an MD5 digest: base64 of 16 bytes or 32 hex digits")
-        return _normalize_md5(value)
-
-    @field_validator("content_sha256", mode="before")
-    @classmethod
-    def _sha(cls, value: object) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or len(value) > 64:
-            raise ValueError("must be a SHA-256 digest of 64 hex digits")
-        return _normalize_sha256(value)
-
-    @field_validator("signature", mode="before")
-    @classmethod
-    def _signature(cls, value: object) -> str | None:
-        if value is None:
-            return None
-        error = "must be a base64 Ed25519 signature (64 bytes)"
-        if not isinstance(value, str) or len(value) > 128:
-            raise ValueError(error)
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError(error) from exc
-        if len(raw) != 64:
-            raise ValueError(error)
-        return value
 
     @model_validator(mode="after")
     def _needs_checksum_and_version(self) -> DesiredModel:
