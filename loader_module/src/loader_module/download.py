@@ -68,6 +68,13 @@ class DownloadResult:
     attempts: int
 
 
+@dataclass
+class _Received:
+    """Body bytes received over all attempts, failed ones included."""
+
+    bytes: int = 0
+
+
 class _PartMeta(BaseModel):
     etag: str
     total: int | None
@@ -198,7 +205,7 @@ class Downloader:
             await asyncio.to_thread(self._check_space, expected_size, partial)  # before any request
         if partial.offset:
             logger.info("resuming a partial download", extra={"bytes_have": partial.offset})
-        fetched = 0
+        received = _Received()
         attempts = 0
         try:
             async for attempt in stamina.retry_context(
@@ -212,7 +219,7 @@ class Downloader:
                 with attempt:
                     attempts = attempt.num
                     try:
-                        fetched += await self._attempt(url(), partial, expected_size, attempts, on_progress)
+                        await self._attempt(url(), partial, expected_size, attempts, on_progress, received)
                     except TransientDownloadError as exc:
                         logger.warning(
                             "download attempt failed",
@@ -224,7 +231,7 @@ class Downloader:
         finally:
             await asyncio.to_thread(partial.close)
         md5, sha256 = await asyncio.to_thread(partial.finish)
-        return DownloadResult(part_path, partial.offset, md5, sha256, fetched, attempts)
+        return DownloadResult(part_path, partial.offset, md5, sha256, received.bytes, attempts)
 
     async def _attempt(
         self,
@@ -233,17 +240,17 @@ class Downloader:
         expected_size: int | None,
         attempt: int,
         on_progress: ProgressCallback,
-    ) -> int:
-        """One GET; returns the body bytes received. Raises `TransientDownloadError` to be retried."""
+        received: _Received,
+    ) -> None:
+        """One GET, counting body bytes into `received`. Raises `TransientDownloadError` to be retried."""
         if partial.total is not None and partial.offset == partial.total and partial.etag is not None:
-            return 0  # complete already: never ask for `bytes=<size>-`
+            return  # complete already: never ask for `bytes=<size>-`
         headers: dict[str, str] = {}
         if partial.offset and partial.etag:
             headers = {"Range": f"bytes={partial.offset}-", "If-Match": partial.etag}
         elif partial.offset:
             await asyncio.to_thread(partial.reset)
         await on_progress(partial.offset, partial.total, attempt)
-        received = 0
         try:
             async with self._client.stream("GET", url, headers=headers) as response:
                 await self._accept(response, partial, expected_size)
@@ -252,7 +259,7 @@ class Downloader:
                 try:
                     async for chunk in response.aiter_raw():
                         buffer += chunk
-                        received += len(chunk)
+                        received.bytes += len(chunk)
                         if partial.total is not None and partial.offset + len(buffer) > partial.total:
                             raise DownloadFailedError("the server sent more bytes than it announced")
                         if len(buffer) >= FLUSH_BYTES:
@@ -269,7 +276,6 @@ class Downloader:
         await on_progress(partial.offset, partial.total, attempt)
         if partial.total is not None and partial.offset < partial.total:
             raise TransientDownloadError(f"stream ended at {partial.offset} of {partial.total} bytes")
-        return received
 
     async def _accept(self, response: httpx.Response, partial: _Partial, expected_size: int | None) -> None:
         """Check the status and headers before the body is read; may reset the partial file."""
