@@ -26,8 +26,16 @@ _RETRY_MAX = 60.0
 class EdgeLink:
     """Connects the module to edgeHub for as long as the app runs."""
 
-    def __init__(self, client: EdgeHubClient, service: ModelService, slot: ModelSlot) -> None:
+    def __init__(
+        self,
+        client: EdgeHubClient,
+        service: ModelService,
+        slot: ModelSlot,
+        *,
+        retry_initial: float = _RETRY_INITIAL,
+    ) -> None:
         self._client = client
+        self._retry_initial = retry_initial
         self._service = service
         self._slot = slot
         self._connected = False
@@ -65,14 +73,14 @@ class EdgeLink:
             await self._report(serving.identity)
 
     async def _reconnect(self) -> None:
-        delay = _RETRY_INITIAL
+        delay = self._retry_initial
         while not self._connected:
             await asyncio.sleep(delay)
             try:
                 await self._connect()
             except Exception:
                 logger.warning("edgeHub connection failed again", exc_info=True)
-                delay = min(delay * 2, _RETRY_MAX)
+                delay = min(max(delay * 2, self._retry_initial), _RETRY_MAX)
 
     async def _on_input(self, message: InputMessage) -> None:
         if message.input_name != INPUT_MODEL:
