@@ -11,7 +11,7 @@ BUILD := build
 FIXTURES := $(BUILD)/fixtures
 PYTEST_ARGS ?=
 
-.PHONY: install test demo up bench bench-quick lint typecheck fmt fixtures clean check
+.PHONY: install test demo up bench bench-quick lint typecheck fmt fixtures browser clean check
 
 install: $(VENV)/.synced node_modules/.synced
 
@@ -39,8 +39,15 @@ fmt: install
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
+# Debian's chromium for the web-page browser test (playwright drives it; no browser download).
+# Idempotent; when it cannot be installed (not root, no apt) the test skips and says why.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "make browser: could not install chromium; the browser test will be skipped" >&2
+
 # The whole suite, as CI runs it: lint and types first, then every test.
-test: lint typecheck fixtures
+test: lint typecheck fixtures browser
 	$(RUN) pytest $(PYTEST_ARGS)
 
 demo: fixtures
