@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import shutil
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,38 +26,65 @@ STARTUP_TIMEOUT = 30.0
 
 
 class _Server(uvicorn.Server):
-    """uvicorn with an event set once its sockets listen (so tests wait on it, never sleep)."""
+    """uvicorn that tells when its sockets listen, so tests wait on that and never sleep."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
-        self.ready = asyncio.Event()
+        self.ready = threading.Event()
+        self.on_ready: Callable[[], None] | None = None
 
     async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets)  # type: ignore[arg-type]
         if self.started:
             self.ready.set()
+            if self.on_ready is not None:
+                self.on_ready()
+
+
+def _server(app: FastAPI) -> _Server:
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", loop="asyncio"
+    )
+    return _Server(config)
+
+
+def _base_url(server: _Server) -> str:
+    return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
 
 
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """Run `app` on 127.0.0.1 with a free port; yield its base URL; always stop it."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", loop="asyncio"
-    )
-    server = _Server(config)
+    """Run `app` on 127.0.0.1 with a free port on this loop; yield its base URL; always stop it."""
+    server = _server(app)
+    started = asyncio.Event()
+    server.on_ready = started.set
     task = asyncio.create_task(server.serve())
-    ready = asyncio.create_task(server.ready.wait())
+    ready = asyncio.create_task(started.wait())
     try:
         done, _ = await asyncio.wait({task, ready}, timeout=STARTUP_TIMEOUT, return_when="FIRST_COMPLETED")
         if ready not in done:
             raise RuntimeError("uvicorn did not start")
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+        yield _base_url(server)
     finally:
         ready.cancel()
         server.should_exit = True
         async with asyncio.timeout(STARTUP_TIMEOUT):
             await task
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """The same in a background thread, for synchronous tests (schemathesis)."""
+    server = _server(app)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    try:
+        if not server.ready.wait(STARTUP_TIMEOUT):
+            raise RuntimeError("uvicorn did not start")
+        yield _base_url(server)
+    finally:
+        server.should_exit = True
+        thread.join(STARTUP_TIMEOUT)
 
 
 def sha256_file(path: Path) -> str:
@@ -168,35 +195,3 @@ class GatedFactory:
             detector.gate.set()
         self.detectors.append(detector)
         return detector
-
-
-class _ThreadServer(uvicorn.Server):
-    """uvicorn for a background thread (sync tests such as schemathesis); signals stay with pytest."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
-        await super().startup(sockets)  # type: ignore[arg-type]
-        if self.started:
-            self.ready.set()
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """Run `app` on 127.0.0.1 with a free port in a thread; yield its base URL; always stop it."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", loop="asyncio"
-    )
-    server = _ThreadServer(config)
-    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
-    thread.start()
-    try:
-        if not server.ready.wait(STARTUP_TIMEOUT):
-            raise RuntimeError("uvicorn did not start")
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_TIMEOUT)

@@ -33,6 +33,12 @@ STATUS_BY_ERROR: dict[type[errors.InferenceError], int] = {
 }
 
 
+# 404 -> "not_found", 405 -> "method_not_allowed": the same snake_case codes as our own errors.
+_HTTP_CODES = {
+    status.value: status.phrase.lower().replace(" ", "_").replace("-", "_") for status in HTTPStatus
+}
+
+
 def status_for(exc: errors.InferenceError) -> int:
     for cls in type(exc).__mro__:
         status = STATUS_BY_ERROR.get(cls)
@@ -67,7 +73,7 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
     async def on_unexpected(_: Request, exc: Exception) -> Response:
