@@ -61,11 +61,13 @@ def random_loopback() -> str:
     return f"127.{secrets.randbelow(254) + 1}.{secrets.randbelow(256)}.{secrets.randbelow(253) + 2}"
 
 
-def start_simulator(manifest_path: Path, state_dir: Path, bind: str | None = None) -> EdgeHubSimulator:
+def start_simulator(
+    manifest_path: Path, state_dir: Path, bind: str | None = None, **kwargs: Any
+) -> EdgeHubSimulator:
     """Start a simulator, trying fresh addresses while the chosen one is taken (bounded)."""
     last: OSError | None = None
     for _ in range(5):
-        simulator = EdgeHubSimulator(manifest_path, state_dir, bind=bind or random_loopback())
+        simulator = EdgeHubSimulator(manifest_path, state_dir, bind=bind or random_loopback(), **kwargs)
         try:
             simulator.start()
         except OSError as exc:

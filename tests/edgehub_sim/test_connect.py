@@ -154,3 +154,18 @@ async def test_two_simulators_run_side_by_side(
             await second_clients.shutdown_all()
     finally:
         second.stop()
+
+
+async def test_tcp_workload_uri_connects(manifest_path: Path, tmp_path: Path) -> None:
+    simulator = start_simulator(manifest_path, tmp_path / "tcp", workload_port=15580)
+    try:
+        assert simulator.env_for("sender")["IOTEDGE_WORKLOADURI"] == f"http://{simulator.bind}:15580"
+        factory = ModuleClients(simulator)
+        try:
+            client = factory.edge("sender")
+            await client.connect()
+            assert (await client.get_twin())["desired"]["level"] == 1
+        finally:
+            await factory.shutdown_all()
+    finally:
+        simulator.stop()

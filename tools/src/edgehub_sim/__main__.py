@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SERVICE_PORT,
         help="HTTPS service API port (443 also serves module invoke_method)",
     )
+    serve.add_argument(
+        "--workload-port",
+        type=int,
+        default=None,
+        help="also serve the workload API over HTTP on this port (env files then use it)",
+    )
     serve.add_argument("--hub-name", default=DEFAULT_HUB_NAME, help="IoT Hub host name")
     serve.add_argument("--device-id", default=DEFAULT_DEVICE_ID, help="Edge device id")
     serve.add_argument("--log-level", default="INFO", help="logging level")
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         args.state_dir,
         bind=args.bind,
         service_port=args.service_port,
+        workload_port=args.workload_port,
         hub_name=args.hub_name,
         device_id=args.device_id,
     )

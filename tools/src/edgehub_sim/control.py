@@ -68,6 +68,10 @@ class SimulatorControl:
         """Is the module connected now?"""
         return self._call(lambda: self._hub.connected(module))
 
+    def connect_count(self, module: str) -> int:
+        """Accepted CONNECTs of the module since the simulator started."""
+        return self._call(lambda: self._hub.connect_count(module))
+
     def queued(self, module: str) -> int:
         """Messages for the module not yet acknowledged by it."""
         return self._call(lambda: self._hub.queued(module))

@@ -59,6 +59,7 @@ class Hub:
                 QueuedMessage(stored.seq, stored.priority, stored.expires_at, stored.topic, stored.payload)
             )
         self._peers: dict[str, Peer] = {}
+        self._connects: dict[str, int] = {}
 
     # --- sessions -------------------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class Hub:
             self._store.save_session(client_id)
             session.persisted = True
         self._peers[client_id] = peer
+        self._connects[client_id] = self._connects.get(client_id, 0) + 1
         self.feed.bump()
         return session, present
 
@@ -124,6 +126,10 @@ class Hub:
         """Drop every connection (shutdown)."""
         for peer in list(self._peers.values()):
             await peer.close()
+
+    def connect_count(self, module: str) -> int:
+        """Accepted CONNECTs of a module since start (reconnects and SAS renewals show here)."""
+        return self._connects.get(self.identity.client_id(module), 0)
 
     def connected(self, module: str) -> bool:
         """Is the module connected now?"""

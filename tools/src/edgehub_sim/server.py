@@ -52,6 +52,7 @@ class EdgeHubSimulator:
         service_port: int = DEFAULT_SERVICE_PORT,
         *,
         mqtt_port: int = MQTT_TLS_PORT,
+        workload_port: int | None = None,
         hub_name: str = DEFAULT_HUB_NAME,
         device_id: str = DEFAULT_DEVICE_ID,
     ) -> None:
@@ -60,6 +61,9 @@ class EdgeHubSimulator:
         self.bind = bind
         self.service_port = service_port
         self.mqtt_port = mqtt_port
+        #: When set, the workload API is (also) served over plain HTTP on bind:port and the env
+        #: files name `http://bind:port` instead of the unix socket.
+        self.workload_port = workload_port
         self._hub_name = hub_name
         self._device_id = device_id
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -125,7 +129,7 @@ class EdgeHubSimulator:
             tls = issue_server_material(state_dir, self.bind)
             hub = Hub(identity, manifest, store, ChangeFeed())
             running = _Running(hub, store, tls, self._workload_socket())
-            await running.listen(self.bind, self.mqtt_port, self.service_port)
+            await running.listen(self.bind, self.mqtt_port, self.service_port, self.workload_port)
         except BaseException:
             if running is not None:
                 await running.shutdown()
@@ -160,7 +164,11 @@ class EdgeHubSimulator:
             "IOTEDGE_MODULEID": module,
             "IOTEDGE_GATEWAYHOSTNAME": self.bind,
             "IOTEDGE_MODULEGENERATIONID": f"sim-{module}",
-            "IOTEDGE_WORKLOADURI": f"unix://{socket_path}",
+            "IOTEDGE_WORKLOADURI": (
+                f"unix://{socket_path}"
+                if self.workload_port is None
+                else f"http://{self.bind}:{self.workload_port}"
+            ),
             "IOTEDGE_APIVERSION": WORKLOAD_API_VERSION,
             "EdgeModuleCACertificateFile": str(self.state_dir / "ca.pem"),
         }
@@ -282,7 +290,7 @@ class _Running:
         self._mqtt: MqttListener | None = None
         self._http: list[HttpListener] = []
 
-    async def listen(self, bind: str, mqtt_port: int, service_port: int) -> None:
+    async def listen(self, bind: str, mqtt_port: int, service_port: int, workload_port: int | None) -> None:
         identity = self.hub.identity
         self._mqtt = MqttListener(self.hub, self.tls.server_context())
         await self._mqtt.start(bind, mqtt_port)
@@ -291,6 +299,12 @@ class _Running:
         )
         self._http.append(workload)
         await workload.start()
+        if workload_port is not None:
+            workload_tcp = HttpListener(
+                create_workload_app(identity, self.tls.ca_pem), bind_tcp(bind, workload_port)
+            )
+            self._http.append(workload_tcp)
+            await workload_tcp.start()
         hosts = [f"{bind}:{service_port}", bind, identity.hub_name]
         service = HttpListener(
             create_service_app(self.hub, hosts),
