@@ -256,18 +256,27 @@ class Downloader:
                 await self._accept(response, partial, expected_size)
                 await asyncio.to_thread(partial.open)
                 buffer = bytearray()
+                position = partial.offset  # bytes written, being written and buffered
+                # One block is hashed and written in a thread while the next one arrives (hashlib
+                # releases the GIL), so hashing costs little throughput; blocks stay in order.
+                writing: asyncio.Future[None] | None = None
                 try:
                     async for chunk in response.aiter_raw():
                         buffer += chunk
+                        position += len(chunk)
                         received.bytes += len(chunk)
-                        if partial.total is not None and partial.offset + len(buffer) > partial.total:
+                        if partial.total is not None and position > partial.total:
                             raise DownloadFailedError("the server sent more bytes than it announced")
                         if len(buffer) >= FLUSH_BYTES:
-                            await asyncio.to_thread(partial.append, bytes(buffer))
+                            if writing is not None:
+                                await writing
+                            writing = asyncio.ensure_future(asyncio.to_thread(partial.append, bytes(buffer)))
                             buffer.clear()
                             await on_progress(partial.offset, partial.total, attempt)
                 finally:
                     # Bytes that arrived before a cut are a valid prefix: keep them for the resume.
+                    if writing is not None:
+                        await writing
                     if buffer:
                         await asyncio.to_thread(partial.append, bytes(buffer))
                     await asyncio.to_thread(partial.close)

@@ -1,9 +1,10 @@
 """Download benchmark: the loader's `Downloader` fetching a large blob from Azurite over HTTPS on loopback.
 
 `python -m edge_tools.bench_download [--mib 256] [--runs 3]` uploads a random blob, then downloads it in
-a fresh interpreter per run (so peak RSS is the download's own) in three modes: direct, through the
-fault proxy with a cut at half the blob (resume with Range + If-Match), and through the proxy without a
-fault (the proxy's own cost). Prints a Markdown table: MiB/s and peak RSS (VmHWM) min/median/max.
+a fresh interpreter per run (so peak RSS is the download's own) in four modes: a baseline of plain httpx
+streaming (no hashing, no file), the loader direct, through the fault proxy without a fault (the proxy's
+own cost), and through the proxy with a cut at half the blob (resume with Range + If-Match). Prints a
+Markdown table: MiB/s and peak RSS (VmHWM), min / median / max.
 """
 
 from __future__ import annotations
@@ -34,6 +35,28 @@ def _vm_hwm_mib() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+async def _raw_child(url: str, ca_file: str) -> dict[str, float]:
+    """Baseline: plain httpx streaming to nowhere (no hashing, no file, no resume bookkeeping)."""
+    baseline = _vm_hwm_mib()
+    context = ssl.create_default_context(cafile=ca_file)
+    size = 0
+    async with httpx.AsyncClient(verify=context, timeout=httpx.Timeout(30.0)) as client:
+        started = time.perf_counter()
+        async with client.stream("GET", url) as response:
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+        elapsed = time.perf_counter() - started
+    return {
+        "seconds": elapsed,
+        "bytes": size,
+        "fetched": size,
+        "attempts": 1,
+        "sha256": -1,
+        "baseline_mib": baseline,
+        "peak_mib": _vm_hwm_mib(),
+    }
 
 
 async def _child(url: str, ca_file: str, out: Path) -> dict[str, float]:
@@ -70,12 +93,13 @@ async def _child(url: str, ca_file: str, out: Path) -> dict[str, float]:
     }
 
 
-def _run_child(url: str, ca_file: Path, workdir: Path) -> dict[str, float]:
+def _run_child(url: str, ca_file: Path, workdir: Path, *, raw: bool = False) -> dict[str, float]:
     out = workdir / "bench.part"
     for path in (out, out.with_suffix(".json")):
         path.unlink(missing_ok=True)
+    flag = "--raw-child" if raw else "--child"
     done = subprocess.run(
-        [sys.executable, "-m", "edge_tools.bench_download", "--child", url, str(ca_file), str(out)],
+        [sys.executable, "-m", "edge_tools.bench_download", flag, url, str(ca_file), str(out)],
         capture_output=True,
         text=True,
         check=True,
@@ -117,6 +141,7 @@ def run(mib: int, runs: int) -> str:
             rows: list[str] = []
             with FaultProxy(azurite.port) as proxy:
                 modes = {
+                    "baseline: plain httpx stream, no hashing, no file": (None, [Policy()]),
                     "direct": (None, [Policy()]),
                     "via proxy, no fault": (proxy.port, [Policy()]),
                     "via proxy, cut at 50 %, resumed": (
@@ -129,8 +154,9 @@ def run(mib: int, runs: int) -> str:
                     for _ in range(runs):
                         proxy.set_policies(policies)
                         url = azurite.sas_url("bench", "big.zip", port=port)
-                        result = _run_child(url, azurite.ca_file, workdir)
-                        if result["sha256"] != expected or result["bytes"] != mib * MiB:
+                        raw = mode.startswith("baseline")
+                        result = _run_child(url, azurite.ca_file, workdir, raw=raw)
+                        if (not raw and result["sha256"] != expected) or result["bytes"] != mib * MiB:
                             raise RuntimeError(f"{mode}: downloaded bytes differ from the blob")
                         results.append(result)
                     rates = [r["bytes"] / MiB / r["seconds"] for r in results]
@@ -156,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=int, default=256, help="blob size in MiB")
     parser.add_argument("--runs", type=int, default=3, help="runs per mode")
     parser.add_argument("--child", nargs=3, metavar=("URL", "CA_FILE", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--raw-child", nargs=3, metavar=("URL", "CA_FILE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.raw_child:
+        url, ca_file, _ = args.raw_child
+        sys.stdout.write(json.dumps(asyncio.run(_raw_child(url, ca_file))) + "\n")
+        return 0
     if args.child:
         url, ca_file, out = args.child
         sys.stdout.write(json.dumps(asyncio.run(_child(url, ca_file, Path(out)))) + "\n")
