@@ -42,3 +42,28 @@ async def test_higher_priority_route_drains_first_and_overlaps_deliver_once(tmp_
     finally:
         await clients.shutdown_all()
         simulator.stop()
+
+
+async def test_reported_patches_raise_twin_change_notifications_for_matching_routes(tmp_path: Path) -> None:
+    routes = {
+        "twins": "FROM /twinChangeNotifications INTO $upstream",
+        "messages": "FROM /messages/* INTO $upstream",
+    }
+    manifest = tmp_path / "deployment.json"
+    manifest.write_text(json.dumps(manifest_document(routes)))
+    simulator = start_simulator(manifest, tmp_path / "state")
+    clients = ModuleClients(simulator)
+    try:
+        sender = clients.edge("sender")
+        await sender.connect()
+        await sender.patch_twin_reported_properties({"status": "ok"})
+        [notification] = simulator.upstream_messages()
+        assert notification.route == "twins"
+        assert json.loads(notification.body) == {
+            "version": 2,
+            "properties": {"reported": {"status": "ok", "$version": 2}},
+        }
+        assert notification.app_properties["opType"] == "updateTwin"
+    finally:
+        await clients.shutdown_all()
+        simulator.stop()

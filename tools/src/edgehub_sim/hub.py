@@ -168,14 +168,39 @@ class Hub:
     def route(self, module: str, properties: str, body: bytes) -> None:
         """Route a module's telemetry/output message per the manifest."""
         system, custom = decode_properties(properties)
-        message = RoutableMessage(
-            device_id=self.identity.device_id,
-            module_id=module,
-            output=system.get("$.on"),
-            body=body,
-            system_properties=system,
-            app_properties=custom,
+        self._route(
+            RoutableMessage(
+                device_id=self.identity.device_id,
+                module_id=module,
+                output=system.get("$.on"),
+                body=body,
+                system_properties=system,
+                app_properties=custom,
+            )
         )
+
+    def _notify_twin_change(self, module: str, patch: Any, version: int) -> None:
+        """edgeHub's twin change notification for a reported patch (source `/twinChangeNotifications`)."""
+        body = {"version": version, "properties": {"reported": {**patch, "$version": version}}}
+        self._route(
+            RoutableMessage(
+                device_id=self.identity.device_id,
+                module_id=module,
+                output=None,
+                body=json.dumps(body).encode("utf-8"),
+                system_properties={"$.ct": "application/json", "$.ce": "utf-8"},
+                app_properties={
+                    "iothub-message-schema": "twinChangeNotification",
+                    "opType": "updateTwin",
+                },
+                twin_change_notification=True,
+            )
+        )
+
+    def _route(self, message: RoutableMessage) -> None:
+        module = message.module_id
+        body = message.body
+        system, custom = dict(message.system_properties), dict(message.app_properties)
         deliveries = self.manifest.routes.deliveries(message)
         if not deliveries:
             logger.info("no route matches %s; message dropped", message.source)
@@ -236,6 +261,7 @@ class Hub:
     def patch_reported(self, module: str, patch: Any) -> int:
         """Merge a module's reported patch; returns the new `$version`."""
         version = self.twins.patch_reported(module, patch)
+        self._notify_twin_change(module, patch, version)
         self.feed.bump()
         return version
 
