@@ -7,10 +7,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgehub_sim.hub import Hub
 from edgehub_sim.methods import decode_payload
 from edgehub_sim.server import EdgeHubSimulator
 from tests.edgehub_sim.conftest import start_simulator
-from tests.edgehub_sim.rawmqtt import RawSession, connect_packet, frame, publish_packet, tls_socket
+from tests.edgehub_sim.rawmqtt import PINGREQ, RawSession, connect_packet, frame, publish_packet, tls_socket
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +120,26 @@ def test_method_reply_payload_decoding() -> None:
     assert decode_payload(b"") is None
     assert decode_payload(b'{"a": 1}') == {"a": 1}
     assert decode_payload(b"not json") == "not json"
+
+
+def test_an_internal_error_costs_one_connection_not_the_broker(
+    simulator: EdgeHubSimulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_route(*_: object) -> None:
+        raise RuntimeError("bug in routing")
+
+    monkeypatch.setattr(Hub, "route", broken_route)
+    victim, bystander = RawSession(simulator, "sender"), RawSession(simulator, "receiver")
+    try:
+        victim.connect()
+        bystander.connect()
+        victim.sock.sendall(
+            publish_packet(f"devices/{simulator.device_id}/modules/sender/messages/events/", b"x")
+        )
+        assert victim.closed_by_server()
+        bystander.sock.sendall(PINGREQ)
+        assert bystander.read_packet() == (13, 0, b"")
+    finally:
+        victim.close()
+        bystander.close()
+    assert "unexpected error serving sender" in caplog.text

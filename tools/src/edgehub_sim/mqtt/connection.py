@@ -75,6 +75,8 @@ class Connection:
             logger.error("protocol violation by %s: %s; dropping it", self._module or "?", exc)
         except TimeoutError:
             logger.warning("%s was silent too long; dropping it", self._module or "a client")
+        except Exception:  # a bug here must cost one connection, never the broker
+            logger.exception("unexpected error serving %s; dropping it", self._module or "a client")
         finally:
             await self._teardown()
 
