@@ -80,6 +80,7 @@ class LocalStack:
         self.azurite: Azurite | None = None
         self.processes: dict[str, ManagedProcess] = {}
         self._endpoints: StackEndpoints | None = None
+        self._simulator_address: tuple[str, int] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -102,6 +103,7 @@ class LocalStack:
         state = self.workdir / "edgehub"
         bind = pick_loopback_address()
         service_port = free_port(bind)
+        self._simulator_address = (bind, service_port)
         self._start_simulator(state, bind, service_port)
         connstr_file = state / "service.connstr"
         hub_connstr = connstr_file.read_text(encoding="utf-8").strip()
@@ -184,6 +186,19 @@ class LocalStack:
             old.kill()
         old.stop()
         return self.start_module(module)
+
+    def restart_simulator(self, *, kill: bool = True) -> ManagedProcess:
+        """Stop the simulator (SIGKILL by default, as a crash would) and start it again on the same address,
+        ports and state dir, so the modules' env, CA and the service connection string stay valid."""
+        if self._simulator_address is None:
+            raise RuntimeError("the stack is not started")
+        old = self.processes["edgehub"]
+        if kill:
+            old.kill()
+        old.stop()
+        bind, service_port = self._simulator_address
+        self._start_simulator(self.workdir / "edgehub", bind, service_port)
+        return self.processes["edgehub"]
 
     def stop(self) -> None:
         for name in ("inference", "loader", "edgehub"):
