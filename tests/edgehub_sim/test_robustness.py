@@ -3,11 +3,12 @@
 import asyncio
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from edgehub_sim.server import EdgeHubSimulator
-from tests.edgehub_sim.conftest import ModuleClients, sdk_message
+from tests.edgehub_sim.conftest import ModuleClients, sdk_message, start_simulator
 from tests.edgehub_sim.rawmqtt import (
     PINGREQ,
     RawSession,
@@ -161,3 +162,43 @@ async def test_unacknowledged_inputs_are_redelivered_with_dup(
         await asyncio.to_thread(simulator.wait_for, lambda: simulator.control.queued("receiver") == 0)
     finally:
         again.close()
+
+
+async def test_restart_with_messages_in_flight_loses_and_reorders_nothing(
+    manifest_path: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "inflight-state"
+    simulator = start_simulator(manifest_path, state)
+    bind = simulator.bind
+    inputs = f"devices/{simulator.device_id}/modules/receiver/inputs/#"
+    raw = RawSession(simulator)
+    try:
+        raw.connect()
+        raw.sock.sendall(subscribe_packet(1, inputs))
+        assert raw.read_packet()[0] == 9
+        sender_clients = ModuleClients(simulator)
+        sender = sender_clients.edge("sender")
+        for index in range(300):
+            await sender.send_message_to_output(sdk_message(f"n{index}".encode()), "DLModelOutput")
+        await sender_clients.shutdown_all()
+        for index in range(150):
+            _, packet_id, _, payload = raw.read_publish()
+            assert payload == f"n{index}".encode()
+            if index < 100:
+                raw.sock.sendall(puback_packet(packet_id))
+        await asyncio.to_thread(simulator.wait_for, lambda: simulator.control.queued("receiver") == 200)
+    finally:
+        simulator.stop()  # with 50 messages still unacknowledged on a live connection
+        raw.close()
+    simulator = start_simulator(manifest_path, state, bind=bind)
+    again = RawSession(simulator)
+    try:
+        assert again.connect() == (True, 0)
+        for index in range(100, 300):
+            _, packet_id, _, payload = again.read_publish()
+            assert payload == f"n{index}".encode()
+            again.sock.sendall(puback_packet(packet_id))
+        await asyncio.to_thread(simulator.wait_for, lambda: simulator.control.queued("receiver") == 0)
+    finally:
+        again.close()
+        simulator.stop()
