@@ -119,3 +119,43 @@ def test_sigkill_during_download_then_restart_resumes_and_completes(
     ready = [e for e in _messages(simulator, "ModelStatus") if e["version"] == "v2"]
     assert ready[-1]["state"] == "ready"
     assert int(str(ready[-1]["bytesDownloaded"])) <= len(big) - have + 64 * 1024
+
+
+def test_only_the_latest_of_three_offline_patches_is_installed(
+    simulator: EdgeHubSimulator, azurite: Azurite, model_root: Path, tmp_path: Path
+) -> None:
+    with FaultProxy(azurite.port) as proxy:
+        for index in (1, 2, 3):  # three publishes while the loader is not running
+            simulator.set_desired(
+                "loader", publish(azurite, model_zip("onnx", padding=index), f"v{index}", port=proxy.port)
+            )
+        with loader_process(simulator, azurite, model_root, tmp_path / "loader.log") as loader:
+            simulator.wait_for(lambda: is_state(simulator, "ready", "v3"), WAIT)
+            assert loader.terminate() == 0
+        assert proxy.connections == 1
+    assert ModelRepository(model_root).installed_versions() == ["v3"]
+
+
+def test_sigkill_during_install_leaves_a_valid_current_and_heals(
+    simulator: EdgeHubSimulator, azurite: Azurite, model_root: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "loader.log"
+    repo = ModelRepository(model_root)
+    simulator.set_desired("loader", publish(azurite, model_zip("onnx"), "v1"))
+    with loader_process(simulator, azurite, model_root, log) as loader:
+        simulator.wait_for(lambda: is_state(simulator, "ready", "v1"), WAIT)
+        # A large extra file makes unpacking, hashing and fsyncing take a noticeable time.
+        simulator.set_desired("loader", publish(azurite, model_zip("tflite", padding=48 * 1024 * 1024), "v2"))
+        simulator.wait_for(lambda: is_state(simulator, "installing", "v2"), WAIT)
+        loader.kill()
+    current = repo.current_version()
+    assert current in ("v1", "v2")
+    repo.model_paths(str(current))
+    assert all((p / MANIFEST_FILE).is_file() for p in repo.models_dir.iterdir())
+
+    with loader_process(simulator, azurite, model_root, log) as loader:
+        simulator.wait_for(lambda: is_state(simulator, "ready", "v2"), WAIT)
+        assert loader.terminate() == 0
+    assert repo.current_version() == "v2"
+    assert list(repo.staging_dir.iterdir()) == []
+    assert [m["version"] for m in _messages(simulator, "DLModelOutput")][-1] == "v2"

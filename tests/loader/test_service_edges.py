@@ -106,7 +106,7 @@ async def test_required_signature(
 class _PatchDuringTwinRead(FakeEdgeHubClient):
     """Delivers desired patches while `get_twin` runs, as a real hub may: one stale, one new."""
 
-    patches: list[dict[str, Any]] = []
+    patches: tuple[dict[str, Any], ...] = ()
 
     async def get_twin(self) -> Twin:
         twin = await super().get_twin()
@@ -124,7 +124,7 @@ async def test_patches_racing_the_twin_read_apply_in_version_order(
     hub = _PatchDuringTwinRead(
         desired={"$version": 5, **_publish(azurite, model_zip("onnx", padding=1), "twin")}
     )
-    hub.patches = [{**old, "$version": 4}, {**new, "$version": 6}]
+    hub.patches = ({**old, "$version": 4}, {**new, "$version": 6})
     async with running_loader(settings, hub, client):
         await wait_state(hub, "ready", "new")
     assert ModelRepository(settings.model_root).installed_versions() == ["new"]
