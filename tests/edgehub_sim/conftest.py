@@ -104,6 +104,11 @@ class Inbox(Generic[T]):
     def put(self, item: T) -> None:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
+    async def handler(self, item: T) -> None:
+        """Use this as the SDK handler when order matters: the SDK runs coroutine handlers one at a
+        time on its handler loop, but plain functions on a 4-thread pool, in no fixed order."""
+        self.put(item)
+
     async def get(self, timeout_secs: float = 10.0) -> T:
         return await asyncio.wait_for(self._queue.get(), timeout_secs)
 

@@ -34,7 +34,7 @@ def model_message(index: int = 1) -> Message:
 async def test_output_arrives_on_input_with_body_and_properties(clients: ModuleClients) -> None:
     sender, receiver = clients.edge("sender"), clients.edge("receiver")
     inbox: Inbox[Message] = Inbox()
-    receiver.on_message_received = inbox.put
+    receiver.on_message_received = inbox.handler
     await sender.send_message_to_output(model_message(), "DLModelOutput")
     got = await inbox.get()
     assert got.input_name == "DLModelInput"
@@ -81,7 +81,7 @@ async def test_messages_for_an_offline_module_are_delivered_in_order_when_it_con
     assert simulator.control.queued("receiver") == 20
     receiver = clients.edge("receiver")
     inbox: Inbox[Message] = Inbox()
-    receiver.on_message_received = inbox.put
+    receiver.on_message_received = inbox.handler
     ids = [(await inbox.get()).message_id for _ in range(20)]
     assert ids == [f"m-{index}" for index in range(20)]
     await asyncio.to_thread(simulator.wait_for, lambda: simulator.control.queued("receiver") == 0)
@@ -95,8 +95,8 @@ async def test_server_side_drop_keeps_session_inputs_patches_and_methods(
     sender, receiver = clients.edge("sender"), clients.edge("receiver")
     inbox: Inbox[Message] = Inbox()
     patches: Inbox[dict[str, Any]] = Inbox()
-    receiver.on_message_received = inbox.put
-    receiver.on_twin_desired_properties_patch_received = patches.put
+    receiver.on_message_received = inbox.handler
+    receiver.on_twin_desired_properties_patch_received = patches.handler
 
     async def answer(request: MethodRequest) -> None:
         await receiver.send_method_response(MethodResponse.create_from_method_request(request, 200, "pong"))
@@ -140,7 +140,7 @@ async def test_thousand_messages_survive_a_simulator_restart_in_order(
             await sender.send_message_to_output(model_message(index), "DLModelOutput")
         receiver = second.edge("receiver")
         inbox: Inbox[Message] = Inbox()
-        receiver.on_message_received = inbox.put
+        receiver.on_message_received = inbox.handler
         received = [await inbox.get() for _ in range(1000)]
         assert [m.message_id for m in received] == [f"m-{i}" for i in range(1000)]
         await asyncio.to_thread(simulator.wait_for, lambda: simulator.control.queued("receiver") == 0)
@@ -166,7 +166,7 @@ async def test_restart_preserves_order_of_queued_messages(manifest_path: Path, t
     try:
         receiver: IoTHubModuleClient = second.edge("receiver")
         inbox: Inbox[Message] = Inbox()
-        receiver.on_message_received = inbox.put
+        receiver.on_message_received = inbox.handler
         ids = [(await inbox.get()).message_id for _ in range(200)]
         assert ids == [f"m-{i}" for i in range(200)]
     finally:
@@ -182,7 +182,7 @@ async def test_sas_renewal_reconnects_with_subscriptions_intact(
     sender = clients.edge("sender")
     receiver = clients.edge("receiver", sastoken_ttl=123)  # the SDK renews 120 s before expiry
     inbox: Inbox[Message] = Inbox()
-    receiver.on_message_received = inbox.put
+    receiver.on_message_received = inbox.handler
     await asyncio.to_thread(simulator.wait_for, lambda: simulator.control.connect_count("receiver") >= 2, 30)
     await asyncio.to_thread(simulator.wait_for, lambda: simulator.control.connected("receiver"))
     await sender.send_message_to_output(model_message(3), "DLModelOutput")

@@ -35,7 +35,7 @@ async def test_higher_priority_route_drains_first_and_overlaps_deliver_once(tmp_
             await sender.send_message_to_output(sdk_message(output.encode(), message_id=f"{index}"), output)
         receiver = clients.edge("receiver")
         inbox: Inbox[Message] = Inbox()
-        receiver.on_message_received = inbox.put
+        receiver.on_message_received = inbox.handler
         got = [await inbox.get() for _ in range(4)]
         assert [m.message_id for m in got] == ["1", "3", "0", "2"]
         assert len(simulator.routed_messages()) == 4  # overlapping routes: one copy per sink

@@ -28,7 +28,7 @@ async def test_startup_get_delivers_whole_desired_section_once(
 ) -> None:
     client = clients.edge("sender")
     patches: Inbox[dict[str, Any]] = Inbox()
-    client.on_twin_desired_properties_patch_received = patches.put  # connects, then GETs the twin
+    client.on_twin_desired_properties_patch_received = patches.handler  # connects, then GETs the twin
     first = await patches.get()
     assert first == {"modelUrl": "https://example.invalid/m.zip", "level": 1, "$version": 1}
     simulator.set_desired("sender", {"level": 2})
@@ -69,8 +69,8 @@ async def test_desired_patch_reaches_only_its_owner(
     await receiver.connect()
     sender_patches: Inbox[dict[str, Any]] = Inbox()
     receiver_patches: Inbox[dict[str, Any]] = Inbox()
-    sender.on_twin_desired_properties_patch_received = sender_patches.put
-    receiver.on_twin_desired_properties_patch_received = receiver_patches.put
+    sender.on_twin_desired_properties_patch_received = sender_patches.handler
+    receiver.on_twin_desired_properties_patch_received = receiver_patches.handler
     assert simulator.set_desired("sender", {"level": 5, "modelUrl": None}) == 2
     assert await sender_patches.get() == {"level": 5, "modelUrl": None, "$version": 2}
     simulator.set_desired("receiver", {"mine": True})
@@ -93,7 +93,7 @@ async def test_service_api_shows_reported_and_pushes_desired(
     client = clients.edge("sender")
     await client.connect()
     patches: Inbox[dict[str, Any]] = Inbox()
-    client.on_twin_desired_properties_patch_received = patches.put
+    client.on_twin_desired_properties_patch_received = patches.handler
     await client.patch_twin_reported_properties({"status": "ready"})
     path = f"/twins/{simulator.device_id}/modules/sender?api-version=2021-04-12"
     async with service_client(simulator) as http:
