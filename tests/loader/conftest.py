@@ -93,6 +93,8 @@ class ManualClock:
         self._changed = asyncio.Event()
         self.sleepers = 0
         self.sleeping = asyncio.Event()
+        self.sleep_calls = 0
+        self._called = asyncio.Event()
 
     def now(self) -> datetime:
         return self._now
@@ -105,7 +107,16 @@ class ManualClock:
         self._mono += seconds
         self._changed.set()
 
+    async def wait_for_sleep_calls(self, count: int, within: float = 10.0) -> None:
+        """Until `sleep_until` has been called `count` times in all."""
+        async with asyncio.timeout(within):
+            while self.sleep_calls < count:
+                self._called.clear()
+                await self._called.wait()
+
     async def sleep_until(self, when: datetime) -> None:
+        self.sleep_calls += 1
+        self._called.set()
         self.sleepers += 1
         self.sleeping.set()
         try:

@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edge_shared.edgehub import Twin
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
-from edgehub_sim.fake import FakeEdgeHubClient
+from edgehub_sim.fake import FakeEdgeHubClient, merge_patch
 from loader_module.edge import make_http_client
+from loader_module.service import TWIN_REFRESH_SECONDS
 from loader_module.settings import LoaderSettings
-from tests.loader.conftest import desired_for, make_settings, model_zip
-from tests.loader.service_helpers import announcements, running_loader, update, wait_state
+from tests.loader.conftest import ManualClock, desired_for, make_settings, model_zip
+from tests.loader.service_helpers import announcements, is_state, running_loader, update, wait_state
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +161,21 @@ def test_invalid_settings_stop_the_process_with_a_clear_message() -> None:
     assert done.returncode == 2
     assert "model_root" in done.stderr and "keep_versions" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_patch_lost_while_the_link_was_down_is_found_by_the_twin_refresh(
+    azurite: Azurite, settings: LoaderSettings, client: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1")})
+    async with running_loader(settings, hub, client, clock):
+        await wait_state(hub, "ready", "v1")
+        merge_patch(hub.desired, _publish(azurite, model_zip("tflite"), "v2"))  # never delivered
+        hub.desired["$version"] = 2
+        hub.connected = False  # the first refresh fails: the link is still down
+        calls = clock.sleep_calls
+        clock.advance(TWIN_REFRESH_SECONDS)
+        await clock.wait_for_sleep_calls(calls + 1)  # failed, logged, sleeping until the next one
+        hub.connected = True
+        assert is_state(hub, "ready", "v1")
+        clock.advance(TWIN_REFRESH_SECONDS)
+        await wait_state(hub, "ready", "v2")

@@ -41,6 +41,9 @@ from loader_module.verify import verify_digests, verify_signature
 
 logger = logging.getLogger(__name__)
 
+#: How often the whole twin is re-read to catch desired patches lost while the link was down.
+TWIN_REFRESH_SECONDS = 600.0
+
 
 @dataclass
 class _Job:
@@ -105,6 +108,7 @@ class LoaderService:
         self._job: _Job | None = None
         self._lock = asyncio.Lock()
         self._stopped = False
+        self._refresher: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self, handlers: Handlers) -> None:
@@ -121,13 +125,36 @@ class LoaderService:
             self._apply_patch(patch)
         await self._reannounce_if_needed()
         await self.reconcile()
+        self._refresher = asyncio.create_task(self._refresh_twin_forever(), name="twin-refresh")
 
     async def stop(self) -> None:
         """Park the running update (a partial download resumes on the next start); shut the client."""
         self._stopped = True
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         async with self._lock:
             await self._cancel_job()
         await self._edgehub.shutdown()
+
+    async def _refresh_twin_forever(self) -> None:
+        """Re-read the whole twin now and then: the SDK does not replay patches sent while the link was
+        down, so without this a device could sit on an old desired state until its next restart."""
+        while True:
+            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=TWIN_REFRESH_SECONDS))
+            try:
+                twin = await self._edgehub.get_twin()
+            except Exception as exc:  # any SDK failure: the link is down; try again next time
+                logger.warning("twin refresh failed", extra={"error": type(exc).__name__})
+                continue
+            version = twin.desired_version
+            if version is not None and self._desired_version is not None and version <= self._desired_version:
+                continue
+            logger.info("twin refresh found a newer desired state", extra={"twin_version": version})
+            self._desired = dict(twin.desired)
+            self._desired_version = version
+            await self.reconcile()
 
     async def on_desired_patch(self, patch: dict[str, Any]) -> None:
         if self._stopped:
