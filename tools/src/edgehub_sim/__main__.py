@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from edge_shared.logs import configure_logging
 from edgehub_sim.errors import SimulatorError
 from edgehub_sim.server import DEFAULT_DEVICE_ID, DEFAULT_HUB_NAME, DEFAULT_SERVICE_PORT, EdgeHubSimulator
 
@@ -41,15 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--hub-name", default=DEFAULT_HUB_NAME, help="IoT Hub host name")
     serve.add_argument("--device-id", default=DEFAULT_DEVICE_ID, help="Edge device id")
     serve.add_argument("--log-level", default="INFO", help="logging level")
+    serve.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level.upper(), args.log_format)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

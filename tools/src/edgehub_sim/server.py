@@ -9,6 +9,7 @@ import hashlib
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -274,7 +275,7 @@ class EdgeHubSimulator:
         """See `SimulatorControl.routed_messages`."""
         return self.control.routed_messages()
 
-    def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """See `SimulatorControl.wait_for`."""
         self.control.wait_for(predicate, timeout)
 
