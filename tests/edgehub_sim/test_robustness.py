@@ -49,12 +49,12 @@ async def test_garbage_and_truncated_connects_do_not_disturb_other_clients(
 
 
 def test_silence_beyond_one_and_a_half_keepalives_drops_the_link(simulator: EdgeHubSimulator) -> None:
-    raw = RawSession(simulator, timeout=5)
+    raw = RawSession(simulator, timeout=8)
     try:
         assert raw.connect(keepalive=1) == (False, 0)
         started = time.monotonic()
         assert raw.closed_by_server()
-        assert 1.2 < time.monotonic() - started < 4
+        assert 1.2 < time.monotonic() - started < 6  # 1.5 s plus slack for a loaded machine
     finally:
         raw.close()
 

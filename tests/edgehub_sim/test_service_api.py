@@ -65,3 +65,15 @@ async def test_sim_messages_lists_recorded_messages(simulator: EdgeHubSimulator)
     async with service_client(simulator) as http:
         assert (await http.get("/sim/messages")).json() == []
         assert (await http.get("/sim/messages?sink=bogus")).status_code == 400
+
+
+async def test_module_token_must_match_the_calling_module_header(simulator: EdgeHubSimulator) -> None:
+    resource = f"{simulator.hub_name}/devices/{simulator.device_id}/modules/sender"
+    token = make_token(resource, simulator.module_key("sender"))
+    path = f"/twins/{simulator.device_id}/modules/receiver/methods"
+    body = {"methodName": "ping", "responseTimeoutInSeconds": 5}
+    async with service_client(simulator, token=token) as http:
+        http.headers["x-ms-edge-moduleId"] = f"{simulator.device_id}/receiver"
+        assert (await http.post(path, json=body)).status_code == 401
+        http.headers["x-ms-edge-moduleId"] = f"{simulator.device_id}/sender"
+        assert (await http.post(path, json=body)).status_code == 404  # authorised; receiver is offline
