@@ -82,8 +82,12 @@ def make_delta(
     full_threshold: float = FULL_THRESHOLD,
     chunk_size: int = CHUNK_SIZE,
     tensor_level: int = TENSOR_LEVEL,
+    prefer: str | None = None,
 ) -> DeltaBuild:
-    """Diff the files inside two package ZIPs and decide between the delta and the full ZIP."""
+    """Diff the files inside two package ZIPs and decide between the delta and the full ZIP.
+
+    `prefer` (tests, comparisons) takes that kind for a file whenever it is a candidate, smaller or not.
+    """
     base_files = read_files(base_zip)
     base_by_digest: dict[str, str] = {}
     for name, data in base_files.items():
@@ -109,7 +113,8 @@ def make_delta(
             reports.append(FileReport(name, "same", len(data), 0, {"same": 0}))
             continue
         candidates = _candidates(name, data, digest, base_files, chunk_size, tensor_level)
-        best = min(candidates, key=lambda c: c.size)
+        preferred = [c for c in candidates if c.kind == prefer]
+        best = preferred[0] if preferred else min(candidates, key=lambda c: c.size)
         before = len(payload)
         entries.append(best.build(put))
         reports.append(

@@ -8,6 +8,7 @@ through its flatbuffer schema. A file that does not parse simply has no tensors 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from math import prod
 
@@ -49,7 +50,7 @@ def find_tensors(file_name: str, data: bytes) -> list[TensorRegion]:
             regions = _tflite_regions(data)
         else:
             return []
-    except (WireError, IndexError, ValueError, TypeError, UnicodeDecodeError):
+    except (WireError, IndexError, ValueError, TypeError, UnicodeDecodeError, struct.error):
         return []
     return _non_overlapping(regions)
 

@@ -1,5 +1,7 @@
 """`edge-model` command line: publish, status, rollback, keygen.
 
+`publish --delta-from BASE` also uploads an `emdelta/1` delta from BASE (docs/delta.md) and names it in
+`Delta` next to the full `DownloadUrl`; every published ZIP is kept in a local cache for later deltas.
 Connection strings come from options or the environment (`EDGE_HUB_CONNECTION_STRING`,
 `EDGE_STORAGE_CONNECTION_STRING`) and are never printed; neither is the SAS URL.
 """
@@ -15,11 +17,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge_shared.delta import FORMAT as DELTA_FORMAT
 from edge_shared.redaction import redact, redact_url
-from edge_tools.publish.blob import ssl_context, upload_package
+from edge_tools.publish.blob import download_package_by_version, ssl_context, upload_package
 from edge_tools.publish.connstr import ConnectionStringError, HubConnection, parse_connection_string
+from edge_tools.publish.delta import (
+    DeltaPublishError,
+    VerifiedDelta,
+    build_verified_delta,
+    cache_package,
+    cache_path,
+    default_cache_dir,
+)
 from edge_tools.publish.hub import HubError, HubServiceClient
-from edge_tools.publish.package import PackageError, load_package
+from edge_tools.publish.package import ModelPackage, PackageError, load_package
 from edge_tools.publish.signing import generate_key_pair, sign_digest
 
 
@@ -33,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args, sys.stdout)
         return result
-    except (CliError, PackageError, ConnectionStringError, HubError, OSError) as exc:
+    except (CliError, PackageError, ConnectionStringError, HubError, DeltaPublishError, OSError) as exc:
         sys.stderr.write(f"edge-model: error: {redact(str(exc))}\n")
         return 2
 
@@ -54,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--sas-hours", type=float, default=72.0, help="SAS validity (default 72 h)")
     publish.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key (PEM) to sign with")
     publish.add_argument("--no-progress", action="store_true", help="no upload progress bar")
+    publish.add_argument(
+        "--delta-from",
+        metavar="VERSION",
+        help="also publish a delta from this published version (docs/delta.md)",
+    )
+    publish.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="published ZIPs kept for deltas (default $EDGE_MODEL_CACHE_DIR or ~/.cache/edge-model)",
+    )
     _hub_options(publish)
     _storage_options(publish)
     publish.set_defaults(handler=cmd_publish)
@@ -107,6 +129,8 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
         )
     package = load_package(args.source, version=args.version, file_name=args.file_name)
     signature = sign_digest(args.sign.read_bytes(), package.sha256_bytes) if args.sign else None
+    cache_dir: Path = args.cache_dir or default_cache_dir()
+    delta = _build_delta(args, package, cache_dir) if args.delta_from else None
     hub, device = _hub(args)
     progress = None if args.no_progress or args.json else _ProgressBar(sys.stderr, package.size)
     url = upload_package(
@@ -116,7 +140,24 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
         sas_ttl=timedelta(hours=args.sas_hours),
         ca_file=args.storage_ca_file,
         progress=progress,
+        version=args.version,
     )
+    delta_desired = None
+    if delta is not None and delta.build.decision == "delta":
+        delta_url = upload_package(
+            args.storage_connection_string,
+            args.container,
+            ModelPackage(file_name=delta.file_name, data=delta.build.delta),
+            sas_ttl=timedelta(hours=args.sas_hours),
+            ca_file=args.storage_ca_file,
+            content_type="application/octet-stream",
+        )
+        delta_desired = {
+            "BaseVersion": args.delta_from,
+            "DownloadUrl": delta_url,
+            "ContentSHA256": delta.sha256_hex,
+            "Format": DELTA_FORMAT,
+        }
     desired: dict[str, Any] = {
         "FileName": package.file_name,
         "DownloadUrl": url,
@@ -125,10 +166,11 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
         "Version": args.version,
         "Size": package.size,
         "Signature": signature,  # None removes a stale signature from an earlier publish
-        "Delta": None,
+        "Delta": delta_desired,  # None removes a stale delta
     }
     with hub:
         twin = hub.patch_module_desired(device, args.module, desired)
+    cache_package(cache_dir, args.version, package)
     summary = {
         "fileName": package.file_name,
         "version": args.version,
@@ -140,9 +182,42 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
         "device": device,
         "module": args.module,
         "desiredVersion": (twin.get("properties", {}).get("desired", {}) or {}).get("$version"),
+        "delta": _delta_summary(delta, args.delta_from),
     }
     _emit(out, summary, args.json)
     return 0
+
+
+def _build_delta(args: argparse.Namespace, package: ModelPackage, cache_dir: Path) -> VerifiedDelta:
+    """Base ZIP from the cache, else from Blob Storage (by version metadata); then a checked delta."""
+    cached = cache_path(cache_dir, args.delta_from)
+    if cached.is_file():
+        base_zip = cached.read_bytes()
+    else:
+        found = download_package_by_version(
+            args.storage_connection_string, args.container, args.delta_from, ca_file=args.storage_ca_file
+        )
+        if found is None:
+            raise CliError(
+                f"base version {args.delta_from!r} is neither cached in {cache_dir} "
+                f"nor published in container {args.container!r}"
+            )
+        base_zip = found
+    return build_verified_delta(base_zip, package, base_version=args.delta_from, version=args.version)
+
+
+def _delta_summary(delta: VerifiedDelta | None, base_version: str | None) -> dict[str, Any] | None:
+    if delta is None:
+        return None
+    build = delta.build
+    return {
+        "baseVersion": base_version,
+        "published": build.decision == "delta",
+        "size": len(build.delta),
+        "shareOfZip": round(build.ratio, 4),
+        "reason": build.reason,
+        "files": {f.name: f.kind for f in build.files},
+    }
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
