@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -137,3 +138,30 @@ def test_control_invoke_is_thread_safe(simulator: EdgeHubSimulator) -> None:
     for thread in threads:
         thread.join(10)
     assert [getattr(e, "status", None) for e in errors] == [404] * 4
+
+
+async def test_connect_timeout_waits_for_the_module_to_start_listening(
+    simulator: EdgeHubSimulator, clients: ModuleClients
+) -> None:
+    path = f"/twins/{simulator.device_id}/modules/receiver/methods"
+    body = {"methodName": "ping", "responseTimeoutInSeconds": 5, "connectTimeoutInSeconds": 20}
+    async with service_client(simulator) as http:
+        call = asyncio.create_task(http.post(path, json=body))
+        await asyncio.to_thread(
+            simulator.wait_for, lambda: simulator.control.methods_awaiting("receiver") == 1
+        )
+        receiver = clients.edge("receiver")
+        seen: Inbox[MethodRequest] = Inbox()
+        receiver.on_method_request_received = echo_handler(receiver, seen)
+        response = await asyncio.wait_for(call, 30)
+    assert response.status_code == 200
+    assert response.json()["payload"] == {"echo": None, "name": "ping"}
+    assert simulator.control.methods_awaiting("receiver") == 0
+
+
+def test_connect_timeout_expires_with_404(simulator: EdgeHubSimulator) -> None:
+    started = time.monotonic()
+    with pytest.raises(MethodError) as offline:
+        simulator.invoke_method("receiver", "ping", None, timeout=5, connect_timeout=0.3)
+    assert offline.value.status == 404
+    assert time.monotonic() - started >= 0.3

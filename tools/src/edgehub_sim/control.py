@@ -51,10 +51,21 @@ class SimulatorControl:
         return self._call(lambda: self._hub.service_twin(module))
 
     def invoke_method(
-        self, module: str, name: str, payload: Any = None, timeout: float = 30.0
+        self,
+        module: str,
+        name: str,
+        payload: Any = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 0.0,
     ) -> MethodResult:
-        """Call a direct method; raises MethodError (404 not listening, 504 timeout)."""
-        return self._run(self._hub.invoke_method(module, name, payload, timeout), timeout + CALL_TIMEOUT_SECS)
+        """Call a direct method; raises MethodError (404 not listening, 504 timeout).
+
+        `connect_timeout` waits that long for an offline module to connect and subscribe first.
+        """
+        return self._run(
+            self._hub.invoke_method(module, name, payload, timeout, connect_timeout),
+            timeout + connect_timeout + CALL_TIMEOUT_SECS,
+        )
 
     def upstream_messages(self) -> list[RecordedMessage]:
         """Messages routed to `$upstream`, in arrival order."""
@@ -71,6 +82,10 @@ class SimulatorControl:
     def connect_count(self, module: str) -> int:
         """Accepted CONNECTs of the module since the simulator started."""
         return self._call(lambda: self._hub.connect_count(module))
+
+    def methods_awaiting(self, module: str) -> int:
+        """Method calls waiting (connectTimeoutInSeconds) for the module to connect and listen."""
+        return self._call(lambda: self._hub.methods_awaiting(module))
 
     def queued(self, module: str) -> int:
         """Messages for the module not yet acknowledged by it."""

@@ -60,6 +60,10 @@ class Hub:
             )
         self._peers: dict[str, Peer] = {}
         self._connects: dict[str, int] = {}
+        #: Set (and replaced) whenever a connection or subscription changes: method calls with a
+        #: connect timeout wait on it for their module to start listening.
+        self._sessions_changed = asyncio.Event()
+        self._awaiting_listener: dict[str, int] = {}
 
     # --- sessions -------------------------------------------------------------------------------
 
@@ -104,6 +108,7 @@ class Hub:
             session.persisted = True
         self._peers[client_id] = peer
         self._connects[client_id] = self._connects.get(client_id, 0) + 1
+        self._signal_sessions_changed()
         self.feed.bump()
         return session, present
 
@@ -112,6 +117,7 @@ class Hub:
         if self._peers.get(session.client_id) is peer:
             del self._peers[session.client_id]
             session.requeue_inflight()
+            self._signal_sessions_changed()
             self.feed.bump()
 
     async def disconnect(self, module: str) -> bool:
@@ -140,6 +146,7 @@ class Hub:
         session.subscriptions = filters
         self._store.set_subscriptions(session.client_id, filters)
         session.wake.set()
+        self._signal_sessions_changed()
         self.feed.bump()
 
     def acknowledge(self, session: Session, packet_id: int) -> bool:
@@ -279,14 +286,22 @@ class Hub:
 
     # --- methods --------------------------------------------------------------------------------
 
-    async def invoke_method(self, module: str, name: str, payload: Any, timeout_secs: float) -> MethodResult:
-        """Call a direct method on a module: 404 if it is not listening, 504 on timeout."""
+    async def invoke_method(
+        self,
+        module: str,
+        name: str,
+        payload: Any,
+        timeout_secs: float,
+        connect_timeout_secs: float = 0.0,
+    ) -> MethodResult:
+        """Call a direct method on a module.
+
+        404 if it is not listening (after waiting up to `connect_timeout_secs` for it to connect and
+        subscribe, as IoT Hub's connectTimeoutInSeconds does), 504 if it does not answer in time.
+        """
         if module not in self.identity.module_keys:
             raise UnknownModule(f"no module {module!r} in the manifest")
-        client_id = self.identity.client_id(module)
-        peer = self._peers.get(client_id)
-        if peer is None or not self.session(client_id).subscribed("$iothub/methods/POST/m/"):
-            raise MethodError(404, f"module {module!r} is not connected or not listening")
+        peer = await self._listening_peer(module, connect_timeout_secs)
         rid, future = self.methods.open()
         try:
             peer.send_transient(
@@ -298,3 +313,31 @@ class Hub:
             raise MethodError(504, f"module {module!r} did not answer {name!r} in time") from None
         finally:
             self.methods.close(rid)
+
+    async def _listening_peer(self, module: str, connect_timeout_secs: float) -> Peer:
+        client_id = self.identity.client_id(module)
+        self._awaiting_listener[module] = self._awaiting_listener.get(module, 0) + 1
+        self.feed.bump()
+        try:
+            async with asyncio.timeout(connect_timeout_secs):
+                while True:
+                    peer = self._peers.get(client_id)
+                    if peer is not None and self.session(client_id).subscribed("$iothub/methods/POST/m/"):
+                        return peer
+                    if connect_timeout_secs <= 0:
+                        break
+                    await self._sessions_changed.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._awaiting_listener[module] -= 1
+            self.feed.bump()
+        raise MethodError(404, f"module {module!r} is not connected or not listening")
+
+    def methods_awaiting(self, module: str) -> int:
+        """Method calls currently waiting for the module to connect and listen."""
+        return self._awaiting_listener.get(module, 0)
+
+    def _signal_sessions_changed(self) -> None:
+        self._sessions_changed.set()
+        self._sessions_changed = asyncio.Event()

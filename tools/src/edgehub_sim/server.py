@@ -262,10 +262,15 @@ class EdgeHubSimulator:
         return self.control.twin(module)
 
     def invoke_method(
-        self, module: str, name: str, payload: Any = None, timeout: float = 30.0
+        self,
+        module: str,
+        name: str,
+        payload: Any = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 0.0,
     ) -> MethodResult:
         """See `SimulatorControl.invoke_method`."""
-        return self.control.invoke_method(module, name, payload, timeout)
+        return self.control.invoke_method(module, name, payload, timeout, connect_timeout)
 
     def upstream_messages(self) -> list[RecordedMessage]:
         """See `SimulatorControl.upstream_messages`."""

@@ -93,7 +93,13 @@ def create_service_app(hub: Hub, service_hosts: list[str]) -> Starlette:
         authorize(request, allow_module=True)
         module = target(request)
         call = MethodCall.model_validate_json(await request.body())
-        result = await hub.invoke_method(module, call.methodName, call.payload, call.responseTimeoutInSeconds)
+        result = await hub.invoke_method(
+            module,
+            call.methodName,
+            call.payload,
+            call.responseTimeoutInSeconds,
+            call.connectTimeoutInSeconds,
+        )
         return JSONResponse({"status": result.status, "payload": result.payload})
 
     async def messages(request: Request) -> JSONResponse:
