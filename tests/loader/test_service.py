@@ -368,7 +368,7 @@ async def test_methods_get_status_rollback_and_retry(
 
     hub2 = FakeEdgeHubClient(desired=hub.desired)
     async with running_loader(settings, hub2, client):  # the rollback holds across a restart
-        await wait_state(hub2, "ready")
+        await wait_state(hub2, "ready", "v1")
         assert repo.current_version() == "v1"
         retried = await hub2.call_method("retry")
         assert retried.status == 202

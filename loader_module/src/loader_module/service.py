@@ -220,7 +220,7 @@ class LoaderService:
             return
         await self._cancel_job()
         if self._state.rolled_back_target == key and not force:
-            await self._report_inventory(state=UpdateState.READY)
+            await self._report_rolled_back()
             return
         if self._state.rolled_back_target is not None and self._state.rolled_back_target != key:
             self._state.rolled_back_target = None
@@ -245,6 +245,24 @@ class LoaderService:
         elif record is not None and record.target == key and record.status == "pending":
             cycle = record.cycle
         self._start_job(_Job(key, desired, self._desired_version, cycle, wait_until))
+
+    async def _report_rolled_back(self) -> None:
+        """The operator rolled back from this desired state: report the version that is current."""
+        try:
+            current = await asyncio.to_thread(self.repo.current_version)
+            manifest = await asyncio.to_thread(self.repo.read_manifest, current) if current else None
+        except RepositoryError:
+            manifest = None
+        await self._report_inventory(
+            state=UpdateState.READY,
+            update=ModelUpdate(
+                state=UpdateState.READY,
+                file_name=manifest.file_name if manifest else None,
+                version=manifest.version if manifest else None,
+                desired_version=self._desired_version,
+                source="local",
+            ),
+        )
 
     async def _already_installed(self, desired: DesiredModel) -> bool:
         """If these bytes are installed under this version, only make them current and announced."""
