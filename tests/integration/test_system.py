@@ -209,11 +209,18 @@ def test_cli_publish_is_installed_served_and_detects(
     assert body["model"] == {"version": version, "runtime": "onnx"}
     [detection] = body["detections"]
     assert detection["label"] == "person" and detection["score"] > 0.8
+    stack.wait_for(
+        "inference to report the new ActiveModel",
+        lambda: (stack.reported("inference").get("ActiveModel") or {}).get("version") == version,
+        timeout=WAIT,
+    )
     status = cli(stack, "status", "--json")
     assert status.returncode == 0, status.stderr
     reported = json.loads(status.stdout)
+    assert reported["loader"]["ModelUpdate"]["state"] == "ready"
+    assert reported["loader"]["ModelUpdate"]["version"] == version
+    assert reported["inference"]["ActiveModel"]["version"] == version
     text = json.dumps(reported)
-    assert version in text and "ready" in text
     assert "sig=" not in text and "sig=" not in published.stdout + published.stderr  # no SAS anywhere
 
 
