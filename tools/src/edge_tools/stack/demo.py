@@ -98,6 +98,9 @@ def publish(stack: LocalStack, zip_path: Path, version: str) -> dict[str, Any]:
         "ContentSHA256": package.sha256_hex,
         "Version": version,
         "Size": package.size,
+        # A twin PATCH merges: clear what an earlier (signed or delta) publish may have left.
+        "Signature": None,
+        "Delta": None,
     }
     with stack.hub() as hub:
         return hub.patch_module_desired(endpoints.device_id, "loader", desired)
