@@ -6,6 +6,7 @@ These use `httpx.MockTransport`: they test the retry decisions, not the network 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from loader_module.download import Downloader, DownloadLimits
-from loader_module.errors import DownloadFailedError
+from loader_module.errors import DiskFullError, DownloadFailedError
 
 DATA = b"model-zip-bytes" * 1000
 LIMITS = DownloadLimits(
@@ -198,3 +199,15 @@ async def test_retry_after_is_honoured(tmp_path: Path, value: str) -> None:
     script = _Script(busy)
     assert await _fetch(script, tmp_path / "a.part") == hashlib.sha256(DATA).digest()
     assert len(script.requests) == 2
+
+
+async def test_volume_filling_up_while_downloading_is_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: object, data: bytes) -> None:
+        del self, data
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("loader_module.download._Partial.append", full)
+    with pytest.raises(DiskFullError):
+        await _fetch(_Script(), tmp_path / "a.part")

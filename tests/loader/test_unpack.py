@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -138,3 +139,14 @@ def test_two_label_files_are_invalid(tmp_path: Path) -> None:
 def test_not_enough_disk_for_the_unpacked_files(tmp_path: Path) -> None:
     greedy = UnpackLimits(max_members=16, max_unpacked_bytes=1 << 30, min_free_bytes=1 << 60)
     _refused(tmp_path, model_zip("onnx"), DiskFullError, greedy)
+
+
+def test_volume_filling_up_while_unpacking_is_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object) -> tuple[str, int]:
+        del args
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("loader_module.unpack._write_member", full)
+    _refused(tmp_path, model_zip("onnx"), DiskFullError)

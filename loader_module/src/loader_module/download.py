@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -228,6 +229,10 @@ class Downloader:
                         raise
         except TransientDownloadError as exc:
             raise DownloadFailedError(f"gave up after {attempts} attempts: {exc}") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"the model volume is full: {exc.strerror}") from exc
+            raise
         finally:
             await asyncio.to_thread(partial.close)
         md5, sha256 = await asyncio.to_thread(partial.finish)

@@ -8,6 +8,7 @@ writing (declared sizes can lie).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -85,6 +86,10 @@ def _extract(archive: Path, directory: Path, limits: UnpackLimits) -> dict[str, 
         raise InvalidModelError(f"not a readable ZIP: {exc}") from exc
     except NotImplementedError as exc:
         raise InvalidModelError(f"ZIP uses an unsupported feature: {exc}") from exc
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"the model volume is full: {exc.strerror}") from exc
+        raise
 
 
 def _plan(infos: list[zipfile.ZipInfo], limits: UnpackLimits) -> list[tuple[zipfile.ZipInfo, str]]:
