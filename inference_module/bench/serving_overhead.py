@@ -4,8 +4,11 @@
 
 In-process: decode + preprocess + run + postprocess + JSON, sequentially, on the same model and image.
 Served: `python -m inference_module` in a child process (uvloop + httptools, access log on), one
-keep-alive `http.client` connection posting the same bytes. Requests alternate between the two, and
-the report gives min/median/max over rounds of the p50 ratio and of the p50 milliseconds added.
+keep-alive `http.client` connection posting the same bytes. Bare: the textbook FastAPI endpoint doing
+the same work (`await request.body()`, `run_in_threadpool`, a dict returned for FastAPI to serialise),
+under the same uvicorn options, as the reference design §12 compares against. Requests alternate
+between the three, and the report gives min/median/max over rounds of the p50 ratios and of the p50
+milliseconds added.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 
 from edge_shared.repository import ModelManifest, ModelRepository
 from edge_tools.fixtures import FixtureCatalog, ensure_fixtures, make_square_image
-from inference_module.imaging import ImageLimits
+from inference_module.imaging import ImageLimits, decode_image
 from inference_module.labels import load_labels
 from inference_module.pipeline import ScoreQuery, run_pipeline
+from inference_module.postprocess import native_body, select_detections
 from inference_module.runtimes import default_registry
 from inference_module.runtimes.base import RuntimeOptions
 from inference_module.service import file_sha256
@@ -107,6 +115,29 @@ class Served:
         return elapsed
 
 
+def bare_app(model: Path, labels: Path, runtime: str) -> FastAPI:
+    """A plain FastAPI endpoint around the same pipeline: the reference point for our overhead."""
+    local = InProcess(model, labels, runtime)
+    loaded = local.slot.current
+    assert loaded is not None
+    app = FastAPI()
+
+    def pipeline(data: bytes) -> dict[str, Any]:
+        started = time.perf_counter()
+        image = decode_image(data, local.limits)
+        found = select_detections(
+            loaded.detector.detect(image), loaded.labels, threshold=0.5, max_detections=100
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        return native_body(found, version="bench", runtime=runtime, size=image.size, inference_ms=elapsed)
+
+    @app.post("/score")
+    async def score(request: Request) -> dict[str, Any]:
+        return await run_in_threadpool(pipeline, await request.body())
+
+    return app
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -147,41 +178,82 @@ def _spread(values: list[float], digits: int) -> dict[str, float]:
     }
 
 
+def serve_bare(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    app = bare_app(Path(args.bare_model), Path(args.bare_labels), args.bare_runtime)
+    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.serve_bare, log_config=None)).run()
+    return 0
+
+
+def start_bare(model: Path, labels: Path, runtime: str, port: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, __file__, "--serve-bare", str(port), "--bare-model", str(model)]
+    command += ["--bare-labels", str(labels), "--bare-runtime", runtime]
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/docs")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.05)
+        if process.poll() is not None:
+            break
+    process.terminate()
+    raise RuntimeError("bare server did not start")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-yolo-heavy-1")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-model", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-labels", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-runtime", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_bare:
+        return serve_bare(args)
     catalog = ensure_fixtures(REPO / "build" / "fixtures")
     image = make_square_image(416, 416, [(150, 150, 250, 250)], "JPEG")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "models"
         model, labels = install(root, catalog, args.model)
-        port = free_port()
+        runtime = catalog.model(args.model).runtime
+        port, bare_port = free_port(), free_port()
         process = start_server(root, port, Path(tmp) / "server.log")
-        local, remote = InProcess(model, labels, catalog.model(args.model).runtime), Served(port)
-        for _ in range(10):  # warm both paths
-            local.score(image), remote.score(image)
-        ratios, added, rows = [], [], []
+        bare_process = start_bare(model, labels, runtime, bare_port)
+        local, remote, bare = InProcess(model, labels, runtime), Served(port), Served(bare_port)
+        for _ in range(10):  # warm every path
+            local.score(image), remote.score(image), bare.score(image)
+        ratios, added, bare_ratios, bare_added, rows = [], [], [], [], []
         try:
             for _ in range(args.rounds):
-                # interleaved, so load from other processes hits both sides alike
-                pairs = [(local.score(image), remote.score(image)) for _ in range(args.requests)]
-                local_p50 = statistics.median(pair[0] for pair in pairs)
-                remote_p50 = statistics.median(pair[1] for pair in pairs)
+                # interleaved, so load from other processes hits every side alike
+                triples = [
+                    (local.score(image), remote.score(image), bare.score(image)) for _ in range(args.requests)
+                ]
+                local_p50, remote_p50, bare_p50 = (statistics.median(t[i] for t in triples) for i in range(3))
                 ratios.append(remote_p50 / local_p50)
                 added.append((remote_p50 - local_p50) * 1000)
+                bare_ratios.append(bare_p50 / local_p50)
+                bare_added.append((bare_p50 - local_p50) * 1000)
                 rows.append(
                     {
                         "in_process_p50_ms": round(local_p50 * 1000, 3),
                         "served_p50_ms": round(remote_p50 * 1000, 3),
+                        "bare_fastapi_p50_ms": round(bare_p50 * 1000, 3),
                     }
                 )
         finally:
             remote.connection.close()
-            process.terminate()
-            process.wait(30)
+            bare.connection.close()
+            for child in (process, bare_process):
+                child.terminate()
+                child.wait(30)
     summary = {
         "model": args.model,
         "image": "416x416 JPEG",
@@ -189,6 +261,8 @@ def main() -> int:
         "rounds": rows,
         "ratio_p50": _spread(ratios, 3),
         "added_ms_p50": _spread(added, 3),
+        "bare_fastapi_ratio_p50": _spread(bare_ratios, 3),
+        "bare_fastapi_added_ms_p50": _spread(bare_added, 3),
     }
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     return 0

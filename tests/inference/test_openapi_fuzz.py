@@ -22,7 +22,7 @@ from tests.inference.helpers import install_model, serve_in_thread
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 50
 
 
 def test_no_generated_request_gets_a_server_error(model_root: Path, catalog: FixtureCatalog) -> None:
