@@ -51,8 +51,11 @@ class GenericChoice:
     comparison: dict[GenericCodec, int | None]
 
 
-def generic_diff(base: bytes, target: bytes) -> GenericChoice:
-    """Try bsdiff4 and zstd-ref, keep the smaller, record both sizes (None: not tried, too large)."""
+def generic_diff(base: bytes, target: bytes) -> GenericChoice | None:
+    """Try bsdiff4 and zstd-ref, keep the smaller, record both sizes (None: not tried, too large).
+
+    None when neither codec takes inputs this large (the file then travels whole).
+    """
     candidates: dict[GenericCodec, bytes | None] = {
         "zstd-ref": zstd_ref(base, target),
         "bsdiff4": (bsdiff4.diff(base, target) if max(len(base), len(target)) <= BSDIFF_MAX_BYTES else None),
@@ -62,7 +65,7 @@ def generic_diff(base: bytes, target: bytes) -> GenericChoice:
     }
     tried = [(len(patch), codec, patch) for codec, patch in candidates.items() if patch is not None]
     if not tried:
-        raise ValueError("no generic codec can take inputs this large")
+        return None
     _, codec, patch = min(tried)
     return GenericChoice(codec, patch, comparison)
 

@@ -165,6 +165,11 @@ def _candidates(
     base = base_files[base_name]
     base_digest = hashlib.sha256(base).hexdigest()
     choice = generic_diff(base, data)
+    tensor = _tensor_candidate(name, data, digest, base_name, base, base_digest, chunk_size, tensor_level)
+    if tensor is not None:
+        out.append(tensor)
+    if choice is None:
+        return out
 
     def build_generic(put: Put) -> FileEntry:
         return GenericFile(
@@ -174,9 +179,6 @@ def _candidates(
         )  # fmt: skip
 
     out.append(_Candidate("generic-delta", len(choice.patch), build_generic))
-    tensor = _tensor_candidate(name, data, digest, base_name, base, base_digest, chunk_size, tensor_level)
-    if tensor is not None:
-        out.append(tensor)
     return out
 
 
@@ -234,6 +236,8 @@ def _tensor_candidate(
         _without(base, [(b.offset, b.length) for _, b in pairs]),
         _without(data, [(t.offset, t.length) for t, _ in pairs]),
     )
+    if residual is None:
+        return None
     encoded = [
         (t, b, tensor_chunks(base[b.offset : b.offset + b.length], data[t.offset : t.offset + t.length],
                              t.item_size, chunk_size, level=level))

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also publish a delta from this published version (docs/delta.md)",
     )
     publish.add_argument(
+        "--store-model",
+        action="store_true",
+        help="when zipping a folder, store the model uncompressed (deltas then apply without a deflate pass)",
+    )
+    publish.add_argument(
         "--cache-dir",
         type=Path,
         default=None,
@@ -127,7 +132,9 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(
             "no storage connection string (--storage-connection-string or EDGE_STORAGE_CONNECTION_STRING)"
         )
-    package = load_package(args.source, version=args.version, file_name=args.file_name)
+    package = load_package(
+        args.source, version=args.version, file_name=args.file_name, store_model=args.store_model
+    )
     signature = sign_digest(args.sign.read_bytes(), package.sha256_bytes) if args.sign else None
     cache_dir: Path = args.cache_dir or default_cache_dir()
     delta = _build_delta(args, package, cache_dir) if args.delta_from else None

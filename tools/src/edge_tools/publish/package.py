@@ -48,8 +48,12 @@ class ModelPackage:
         return hashlib.sha256(self.data).digest()
 
 
-def zip_folder(folder: Path) -> bytes:
-    """Deterministic ZIP of a folder's files at the archive root (same input, same bytes)."""
+def zip_folder(folder: Path, *, store_model: bool = False) -> bytes:
+    """Deterministic ZIP of a folder's files at the archive root (same input, same bytes).
+
+    `store_model` keeps the model file uncompressed: weights deflate by only a few percent, and a device
+    rebuilding the ZIP from a delta then skips a deflate pass over the whole model (docs/delta.md).
+    """
     buffer = io.BytesIO()
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if not files:
@@ -59,7 +63,8 @@ def zip_folder(folder: Path) -> bytes:
             if path.is_symlink():
                 raise PackageError(f"{path.name}: symlinks are not allowed in a model package")
             info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), date_time=_FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            is_model = path.name.lower().endswith(MODEL_SUFFIXES)
+            info.compress_type = zipfile.ZIP_STORED if store_model and is_model else zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes())
     return buffer.getvalue()
@@ -91,12 +96,16 @@ def check_package(data: bytes) -> None:
         )
 
 
-def load_package(source: Path, *, version: str, file_name: str | None = None) -> ModelPackage:
+def load_package(
+    source: Path, *, version: str, file_name: str | None = None, store_model: bool = False
+) -> ModelPackage:
     """A folder is zipped as `<folder>-<version>.zip`; a ZIP keeps its name unless one is given."""
     if source.is_dir():
-        data = zip_folder(source)
+        data = zip_folder(source, store_model=store_model)
         name = file_name or f"{source.name}-{version}.zip"
     elif source.is_file():
+        if store_model:
+            raise PackageError("--store-model applies to a folder; a ZIP is published as it is")
         data = source.read_bytes()
         name = file_name or source.name
     else:
