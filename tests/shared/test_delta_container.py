@@ -118,6 +118,17 @@ def test_blob_reference_past_the_payload(delta: Path) -> None:
         _apply(delta)
 
 
+def test_skeleton_larger_than_the_zip_is_refused_before_decoding(delta: Path) -> None:
+    data = delta.read_bytes()
+    _, _, length = PREAMBLE.unpack(data[: PREAMBLE.size])
+    header = json.loads(data[PREAMBLE.size : PREAMBLE.size + length])
+    header["skeleton_size"] = header["target"]["size"] + 1
+    text = json.dumps(header).encode()
+    delta.write_bytes(PREAMBLE.pack(MAGIC, 1, len(text)) + text + data[PREAMBLE.size + length :])
+    with pytest.raises(DeltaFormatError, match="skeleton"):
+        _apply(delta)
+
+
 @pytest.mark.parametrize("item_size", [1, 2, 4, 8])
 def test_byte_planes_round_trip(item_size: int) -> None:
     data = bytes(range(256)) * 3

@@ -124,6 +124,8 @@ def _check_header(
         raise DeltaFormatError(
             f"delta rebuilds {header.target.size} bytes, more than {limits.max_output_bytes}"
         )
+    if header.skeleton_size > header.target.size:
+        raise DeltaFormatError("delta skeleton is larger than the ZIP it rebuilds")
     names = [entry.name for entry in header.files]
     if len(set(names)) != len(names):
         raise DeltaFormatError("delta names a file twice")
