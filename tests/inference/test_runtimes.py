@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -135,3 +136,16 @@ def test_an_onnx_model_without_the_yolo_interface_is_refused(tmp_path: Path) -> 
     path.write_bytes(model.SerializeToString())
     with pytest.raises(ModelLoadError, match="tiny-YOLOv3 inputs"):
         default_registry()["onnx"](path, OPTIONS)
+
+
+def test_float_tflite_input_is_scaled_to_minus_one_one(catalog: FixtureCatalog) -> None:
+    from inference_module.runtimes.tflite_ssd import load_tflite_ssd
+
+    detector = load_tflite_ssd(catalog.path(catalog.model("ssd-lite-1-float").model_file), OPTIONS)
+    try:
+        image = Image.new("RGB", (300, 300), (0, 255, 0))
+        tensor = detector.preprocess(image)
+        assert tensor.dtype == np.float32 and tensor.shape == (1, 300, 300, 3)
+        assert tensor[0, 10, 10].tolist() == pytest.approx([-1.0, 1.0, -1.0])
+    finally:
+        detector.close()

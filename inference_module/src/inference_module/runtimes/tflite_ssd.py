@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,7 @@ class TfliteSsdDetector:
             raise ModelLoadError(f"TFLite input type {self._dtype} is not supported (uint8 or float32)")
         self._height, self._width = int(detail["shape"][1]), int(detail["shape"][2])
         self._boxes, self._classes, self._scores, self._count = _output_indices(first.get_output_details())
+        self._local = threading.local()
         self._pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for interpreter in interpreters:
             self._pool.put(interpreter)
@@ -70,7 +72,14 @@ class TfliteSsdDetector:
         pixels = resize_rgb(np.asarray(image), self._width, self._height)[None]
         if self._dtype == np.uint8:
             return pixels
-        return (pixels.astype(np.float32) - np.float32(127.5)) * np.float32(1 / 127.5)
+        # float models take [-1, 1]: x / 127.5 - 1, into this thread's reused buffer
+        scaled: npt.NDArray[np.float32] | None = getattr(self._local, "scaled", None)
+        if scaled is None:
+            scaled = np.empty((1, self._height, self._width, 3), np.float32)
+            self._local.scaled = scaled
+        np.multiply(pixels, np.float32(1 / 127.5), out=scaled)
+        scaled -= np.float32(1.0)
+        return scaled
 
     @contextmanager
     def _interpreter(self) -> Iterator[Any]:
