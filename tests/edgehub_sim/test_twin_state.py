@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from edge_shared.merge_patch import merge_patch
 from edgehub_sim.errors import TwinPatchError, UnknownModule
 from edgehub_sim.store import Store
-from edgehub_sim.twins import TwinRegistry, merge_patch
+from edgehub_sim.twins import TwinRegistry
 
 
 def test_merge_patch_follows_rfc_7386() -> None:

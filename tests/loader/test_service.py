@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
+from edge_shared.merge_patch import apply_patch
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy, Policy
 from edge_tools.fixtures import digests
-from edgehub_sim.fake import FakeEdgeHubClient, merge_patch
+from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.edge import make_http_client
 from loader_module.settings import LoaderSettings
 from tests.loader.conftest import LABELS, ManualClock, desired_for, make_settings, model_zip, zip_bytes
@@ -183,7 +184,7 @@ async def test_three_desired_changes_while_stopped_install_only_the_latest(
         desired={"$version": 1, **publish(azurite, model_zip("onnx"), "v1", port=proxy.port)}
     )
     for index in (2, 3, 4):  # patches the loader never saw, applied to the twin
-        merge_patch(
+        apply_patch(
             hub.desired, publish(azurite, model_zip("onnx", padding=index), f"v{index}", port=proxy.port)
         )
         hub.desired["$version"] = index
@@ -234,7 +235,7 @@ async def test_failed_download_is_retried_later_and_never_blocks_a_newer_version
         await wait_state(hub, "ready", "v1")
 
     proxy.set_policies([Policy(cut_after=0)])
-    merge_patch(hub.desired, publish(azurite, model_zip("onnx", padding=1), "v2", port=proxy.port))
+    apply_patch(hub.desired, publish(azurite, model_zip("onnx", padding=1), "v2", port=proxy.port))
     hub.desired["$version"] = 5
     hub2 = FakeEdgeHubClient(desired=hub.desired, reported=hub.reported)
     # A new client: a pooled keep-alive connection would bypass the proxy's new policy.

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge_shared.edgehub import Twin
+from edge_shared.merge_patch import apply_patch
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
-from edgehub_sim.fake import FakeEdgeHubClient, merge_patch
+from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.edge import make_http_client
 from loader_module.service import TWIN_REFRESH_SECONDS
 from loader_module.settings import LoaderSettings
@@ -169,7 +170,7 @@ async def test_patch_lost_while_the_link_was_down_is_found_by_the_twin_refresh(
     hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1")})
     async with running_loader(settings, hub, client, clock):
         await wait_state(hub, "ready", "v1")
-        merge_patch(hub.desired, _publish(azurite, model_zip("tflite"), "v2"))  # never delivered
+        apply_patch(hub.desired, _publish(azurite, model_zip("tflite"), "v2"))  # never delivered
         hub.desired["$version"] = 2
         hub.connected = False  # the first refresh fails: the link is still down
         calls = clock.sleep_calls

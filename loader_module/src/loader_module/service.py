@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from edge_shared.desired import DesiredModel, desired_is_empty, parse_desired
 from edge_shared.edgehub import EdgeHubClient, Handlers
 from edge_shared.errors import InvalidDesiredError, RepositoryError
 from edge_shared.logs import log_context
+from edge_shared.merge_patch import apply_patch
 from edge_shared.messages import ModelStatusEvent
 from edge_shared.redaction import redact
 from edge_shared.reported import ErrorCode, ModelUpdate, Source, UpdateError, UpdateState
@@ -54,17 +54,6 @@ class _Job:
     wait_until: datetime | None = None
     new_url: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-
-
-def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
-    """JSON merge patch (RFC 7386), as IoT Hub applies desired patches."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
 
 
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:
@@ -173,7 +162,7 @@ class LoaderService:
             and version <= self._desired_version
         ):
             return False  # already part of the twin we read
-        _merge(self._desired, patch)
+        apply_patch(self._desired, patch)
         if isinstance(version, int):
             self._desired_version = version
         return True

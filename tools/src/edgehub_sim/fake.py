@@ -14,18 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_shared.edgehub import Handlers, InputMessage, MethodRequest, MethodResponse, OutputMessage, Twin
-
-
-def merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch, as IoT Hub applies reported and desired patches."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            merge_patch(target[key], value)
-        else:
-            target[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else copy.deepcopy(value)
-    return target
+from edge_shared.merge_patch import apply_patch
 
 
 @dataclass
@@ -62,7 +51,7 @@ class FakeEdgeHubClient:
         if self.fail_patch:
             raise ConnectionError("fake: reported patch failed")
         self.reported_patches.append(copy.deepcopy(dict(patch)))
-        merge_patch(self.reported, patch)
+        apply_patch(self.reported, patch)
         self.reported["$version"] = int(self.reported.get("$version", 1)) + 1
         self._notify()
 
@@ -80,7 +69,7 @@ class FakeEdgeHubClient:
     # --- test side -------------------------------------------------------------------------------
     async def push_desired(self, patch: Mapping[str, Any]) -> None:
         """Apply a desired patch and deliver it, with `$version`, to the module's handler."""
-        merge_patch(self.desired, patch)
+        apply_patch(self.desired, patch)
         self.desired["$version"] = int(self.desired.get("$version", 1)) + 1
         delivered = {**copy.deepcopy(dict(patch)), "$version": self.desired["$version"]}
         if self.handlers and self.handlers.on_desired_patch:

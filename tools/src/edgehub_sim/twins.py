@@ -9,22 +9,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from edge_shared.merge_patch import merge_patch
 from edgehub_sim.errors import TwinPatchError, UnknownModule
 from edgehub_sim.store import Store, StoredTwin
-
-
-def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 merge: `None` deletes, objects merge recursively, anything else replaces."""
-    result = dict(copy.deepcopy(target))
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, Mapping):
-            current = result.get(key)
-            result[key] = merge_patch(current if isinstance(current, Mapping) else {}, value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def strip_metadata(section: Mapping[str, Any]) -> dict[str, Any]:
