@@ -13,8 +13,9 @@ from PIL import Image, ImageChops
 from edge_shared.scoring import AvaScoreResponse, ErrorBody, ModelInfo, ScoreResponse
 from edge_tools.fixtures import FixtureCatalog, make_square_image
 from inference_module.api import create_app
+from inference_module.runtimes.base import RuntimeOptions
 from inference_module.settings import InferenceSettings
-from tests.inference.helpers import GatedFactory, install_model, serve
+from tests.inference.helpers import GatedDetector, GatedFactory, install_model, serve
 from tests.inference.test_imaging import png_header_only
 
 pytestmark = pytest.mark.integration
@@ -265,3 +266,22 @@ async def test_metrics_page_docs_and_upload_page(model_root: Path, catalog: Fixt
         assert {"/score", "/score/annotated", "/model", "/model/reload", "/metrics"} <= set(schema["paths"])
         assert_error(await client.get("/no/such/path"), 404, "not_found")
         assert_error(await client.delete("/score"), 405, "method_not_allowed")
+
+
+async def test_a_runtime_bug_is_a_500_with_the_error_body_and_the_server_keeps_going(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    class Exploding(GatedFactory):
+        def __call__(self, model_path: Path, options: RuntimeOptions) -> GatedDetector:
+            detector = super().__call__(model_path, options)
+            detector.closed.set()  # so that detect() raises, as a runtime bug would
+            return detector
+
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    image = catalog.path(catalog.image("one-square-png").file).read_bytes()
+    async with serve(create_app(settings_for(model_root), registry={"onnx": Exploding()})) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            for _ in range(2):
+                detector_bug = await client.post("/score", content=image)
+                assert_error(detector_bug, 500, "internal_error")
+            assert (await client.get("/health/live")).status_code == 200

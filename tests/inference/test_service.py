@@ -196,3 +196,60 @@ async def test_enough_memory_loads_beside_the_old_model(model_root: Path, catalo
     await service.load_announcement(message.to_json_bytes())
     assert slot.current is not None and slot.current.identity.version == "v2"
     assert metrics.registry.get_sample_value("inference_model_unloads_for_memory_total") == 0.0
+
+
+async def test_a_manifest_naming_a_path_outside_the_root_is_refused(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    manifest_path = model_root / "models" / "v1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model_file"] = "../../../etc/passwd"
+    manifest_path.write_text(json.dumps(manifest))
+    service, slot, metrics = make_service(model_root, GatedFactory())
+    with pytest.raises(UnsafeModelPathError):
+        await service.load_current("reload")
+    assert slot.current is None
+    assert failures(metrics, "reload", "unsafe_path") == 1.0
+
+
+async def test_a_broken_manifest_means_nothing_loadable(model_root: Path, catalog: FixtureCatalog) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    (model_root / "models" / "v1" / "manifest.json").write_text("{not json")
+    service, _, _ = make_service(model_root, GatedFactory())
+    with pytest.raises(NoCurrentModelError, match="cannot be read"):
+        await service.load_current("startup")
+
+
+async def test_unknown_extensions_and_missing_runtimes_are_load_failures(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    message = install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    settings = InferenceSettings(model_root=model_root, edgehub=False)
+    only_tflite = ModelService(settings, ModelSlot(), Metrics(), {"tflite": GatedFactory()})
+    with pytest.raises(ModelLoadError, match="not available"):
+        await only_tflite.load_announcement(message.to_json_bytes())
+    (model_root / "models" / "v1" / "model.pt").write_bytes(b"weights")
+    renamed = message.model_copy(update={"local_model_path": "models/v1/model.pt"})
+    service, _, _ = make_service(model_root, GatedFactory())
+    with pytest.raises(ModelLoadError, match="neither"):
+        await service.load_announcement(renamed.to_json_bytes())
+
+
+async def test_preserve_memory_with_both_models_failing_leaves_nothing_serving(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    factory = GatedFactory()
+    service, slot, metrics = make_service(model_root, factory, memory=1024, mode="preserve-memory")
+    await service.load_current("startup")
+    (model_root / "models" / "v1" / "labels.txt").unlink()  # the old model can no longer be rebuilt
+    factory.fail_next = True
+    with pytest.raises(ModelLoadError):
+        await service.load_announcement(message.to_json_bytes())
+    assert slot.current is None
+    assert (
+        metrics.registry.get_sample_value("inference_active_model_info", {"version": "v1", "runtime": "onnx"})
+        is None
+    )
