@@ -344,7 +344,7 @@ def test_concurrent_detections_agree(detector: BlazeFaceDetector, astronaut: Ima
         np.testing.assert_array_equal(raw.scores, results[0].scores)
 
 
-# Served through the real API (the family selection is injected here as a registry)
+# Served through the real API, with the default registry choosing the family from the tensors
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +358,7 @@ async def test_the_face_detector_is_served_over_http(
 ) -> None:
     install_model(model_root, real_catalog, "face-detector-1.0")
     settings = InferenceSettings(model_root=model_root, edgehub=False, host="127.0.0.1", port=0)
-    app = create_app(settings, registry={"tflite": load_blazeface})
+    app = create_app(settings)
     photo = encode(astronaut, "JPEG", quality=90)
 
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:

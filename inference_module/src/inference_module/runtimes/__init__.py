@@ -13,8 +13,7 @@ from inference_module.runtimes.base import (
     RawDetections,
     RuntimeOptions,
 )
-from inference_module.runtimes.onnx_yolo import load_onnx_yolo
-from inference_module.runtimes.tflite_ssd import load_tflite_ssd
+from inference_module.runtimes.families import load_onnx, load_tflite
 
 __all__ = [
     "Detector",
@@ -27,5 +26,5 @@ __all__ = [
 
 
 def default_registry() -> Mapping[Runtime, DetectorFactory]:
-    """Runtime name (chosen from the model file's extension) → loader."""
-    return MappingProxyType({"onnx": load_onnx_yolo, "tflite": load_tflite_ssd})
+    """Runtime name (chosen from the model file's extension) → loader, which picks the family."""
+    return MappingProxyType({"onnx": load_onnx, "tflite": load_tflite})
