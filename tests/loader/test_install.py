@@ -83,6 +83,15 @@ def test_retention_keeps_newest_and_never_the_active_one(repo: ModelRepository, 
     assert list(repo.staging_dir.iterdir()) == []
 
 
+def test_retention_keeps_the_base_of_a_pending_delta(repo: ModelRepository, tmp_path: Path) -> None:
+    for index in range(4):
+        _install(repo, tmp_path, f"v{index}", at=T0 + timedelta(minutes=index))
+    activate(repo, "v3")
+    removed = apply_retention(repo, keep=1, protect=frozenset({"v1"}))
+    assert sorted(removed) == ["v0", "v2"]
+    assert repo.installed_versions() == ["v3", "v1"]
+
+
 def test_clean_staging_removes_leftovers(repo: ModelRepository) -> None:
     (repo.staging_dir / "unpack-x").mkdir()
     (repo.staging_dir / "unpack-x" / "model.onnx").write_bytes(b"partial")

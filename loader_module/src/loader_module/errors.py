@@ -14,6 +14,9 @@ Tree:
     ├── InvalidModelError            invalid_model: not exactly one model + one label file, bad magic bytes
     ├── InstallFailedError           install_failed: the repository could not be updated
     └── RollbackFailedError          rollback_failed: no such version or nothing to roll back to
+Outside the tree:
+    DeltaUnusableError               why a desired `Delta` cannot be used; never reported as a failure:
+                                     the full `DownloadUrl` is downloaded instead, in the same update
 Messages never contain a URL query (SAS token): callers pass redacted URLs only.
 """
 
@@ -85,3 +88,7 @@ class InstallFailedError(LoaderError):
 
 class RollbackFailedError(LoaderError):
     code = ErrorCode.ROLLBACK_FAILED
+
+
+class DeltaUnusableError(Exception):
+    """A desired `Delta` cannot be used (format, base, download, patch, digest): the full ZIP is fetched."""

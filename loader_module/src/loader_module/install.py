@@ -30,6 +30,7 @@ def install_version(
     source_sha256: str,
     source_md5: str,
     installed_at: datetime,
+    source: str = "full",
 ) -> ModelManifest:
     """Write the manifest into staging, then rename staging to `models/<version>` (atomic)."""
     target = repo.version_dir(version)
@@ -53,6 +54,7 @@ def install_version(
         source_sha256=source_sha256,
         source_md5=source_md5,
         installed_at=installed_at,
+        source=source,
     )
     repo.write_manifest(unpacked.directory, manifest)
     fsync_dir(unpacked.directory)
@@ -70,11 +72,12 @@ def activate(repo: ModelRepository, version: str) -> None:
     repo.set_current(version)
 
 
-def apply_retention(repo: ModelRepository, keep: int) -> list[str]:
-    """Delete all but the newest `keep` versions, never the active one; returns the removed versions."""
+def apply_retention(repo: ModelRepository, keep: int, protect: frozenset[str] = frozenset()) -> list[str]:
+    """Delete all but the newest `keep` versions, never the active one nor those in `protect` (the base
+    of a pending desired delta); returns the removed versions."""
     current = repo.current_version()
     versions = repo.installed_versions()
-    kept = set(versions[:keep])
+    kept = set(versions[:keep]) | protect
     if current is not None:
         kept.add(current)
     removed = [version for version in versions if version not in kept]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,18 +19,19 @@ from typing import Any
 
 import httpx
 
-from edge_shared.desired import DesiredModel, desired_is_empty, parse_desired
+from edge_shared.desired import DeltaSpec, DesiredModel, desired_is_empty, parse_desired
 from edge_shared.edgehub import EdgeHubClient, Handlers
 from edge_shared.errors import InvalidDesiredError, RepositoryError
 from edge_shared.logs import log_context
 from edge_shared.merge_patch import apply_patch
 from edge_shared.messages import ModelStatusEvent
-from edge_shared.redaction import redact
+from edge_shared.redaction import redact, redact_url
 from edge_shared.reported import ErrorCode, ModelUpdate, Source, UpdateError, UpdateState
 from edge_shared.repository import ModelManifest, ModelRepository
 from loader_module.clock import Clock, SystemClock
+from loader_module.delta import RebuiltZip, delta_part_path, rebuild_zip, rebuilt_zip_path, usable_base
 from loader_module.download import Downloader, DownloadLimits, DownloadResult, discard
-from loader_module.errors import LoaderError, RollbackFailedError, SasExpiredError
+from loader_module.errors import DeltaUnusableError, LoaderError, RollbackFailedError, SasExpiredError
 from loader_module.install import activate, apply_retention, clean_staging, install_version
 from loader_module.progress import ProgressThrottle
 from loader_module.reporting import Reporter
@@ -60,6 +61,14 @@ def _log_unexpected_end(task: asyncio.Task[None]) -> None:
     """An update task ends by returning or being cancelled; anything else is a bug worth a log line."""
     if not task.cancelled() and (exc := task.exception()) is not None:
         logger.error("update task ended with an unexpected error", exc_info=exc)
+
+
+def _delta_url(job: _Job, delta: DeltaSpec) -> str:
+    """The newest URL for this delta: a desired patch may renew the SAS while it downloads."""
+    latest = job.desired.delta
+    if latest is not None and latest.content_sha256 == delta.content_sha256:
+        return latest.download_url.get_secret_value()
+    return delta.download_url.get_secret_value()
 
 
 class LoaderService:
@@ -339,6 +348,7 @@ class LoaderService:
     async def _apply(self, job: _Job) -> None:
         desired = job.desired
         started = self._clock.now()
+        previous = self._state.update
         self._state.update = UpdateRecord(
             target=job.key,
             version=desired.version,
@@ -348,6 +358,9 @@ class LoaderService:
             status="pending",
             cycle=job.cycle,
             started_at=started,
+            delta_failed=previous.delta_failed
+            if previous is not None and previous.target == job.key
+            else None,
         )
         await self._save()
         logger.info("update started", extra={"url": desired.url_for_logs, "cycle": job.cycle})
@@ -362,11 +375,17 @@ class LoaderService:
         )
         await self.reporter.publish_update()
         part = self.repo.downloads_dir / f"{job.key}.part"
-        await asyncio.to_thread(self._drop_other_parts, part.name)
-        result = await self._download(job, part)
+        keep = {part.name}
+        if desired.delta is not None:
+            keep.add(delta_part_path(self.repo, job.key, desired.delta).name)
+        await asyncio.to_thread(self._drop_other_parts, keep)
+        rebuilt = await self._try_delta(job)
+        source: Source = "full" if rebuilt is None else "delta"
+        result = rebuilt.result if rebuilt is not None else await self._download(job, part)
         await self.reporter.publish_update(state=UpdateState.VERIFYING)
         try:
             verify_digests(desired, size=result.size, md5=result.md5, sha256=result.sha256)
+            # For a delta this is the rebuilt ZIP's digest: the signature covers the target, not the patch.
             verify_signature(
                 desired,
                 sha256=result.sha256,
@@ -374,11 +393,12 @@ class LoaderService:
                 required=self._settings.require_signature,
             )
         except LoaderError:
-            await asyncio.to_thread(discard, part)
+            await asyncio.to_thread(discard, result.path)
             raise
         await self.reporter.publish_update(state=UpdateState.INSTALLING)
-        manifest = await self._install_shielded(desired, result)
-        await asyncio.to_thread(discard, part)
+        manifest = await self._install_shielded(job, result, source)
+        await asyncio.to_thread(discard, result.path)
+        await self._apply_retention(job.key)
         await self._announce(manifest)
         finished = self._clock.now()
         self._state.update = None
@@ -403,15 +423,91 @@ class LoaderService:
                 error=None,
                 duration_seconds=max(0.0, (finished - started).total_seconds()),
                 bytes_downloaded=result.fetched,
-                source="full",
+                source=source,
             )
         )
         logger.info(
             "update installed",
-            extra={"bytes": result.size, "fetched": result.fetched, "attempts": result.attempts},
+            extra={
+                "bytes": result.size,
+                "fetched": result.fetched,
+                "attempts": result.attempts,
+                "source": source,
+                "bytes_saved": rebuilt.bytes_saved if rebuilt is not None else 0,
+            },
+        )
+
+    async def _try_delta(self, job: _Job) -> RebuiltZip | None:
+        """The target ZIP rebuilt from the desired `Delta`, or None: then the full ZIP is downloaded.
+
+        Every failure here (no usable base, unsupported format, the delta download failing for good, a
+        bad, truncated or tampered patch, a digest mismatch) only costs the saving, never the update.
+        """
+        desired, delta = job.desired, job.desired.delta
+        if delta is None:
+            return None
+        record = self._state.update
+        if record is not None and record.delta_failed == delta.content_sha256:
+            logger.info("delta not used: it failed before for this target", extra={"source": "full"})
+            return None
+        delta_part = delta_part_path(self.repo, job.key, delta)
+        out_zip = rebuilt_zip_path(self.repo, job.key)
+        try:
+            base = await asyncio.to_thread(usable_base, self.repo, delta)
+            await self.reporter.publish_update(source="delta", bytes_total=None, bytes_done=0, percent=None)
+            logger.info(
+                "downloading a delta",
+                extra={
+                    "base_version": delta.base_version,
+                    "url": redact_url(delta.download_url.get_secret_value()),
+                },
+            )
+            fetched = await self._fetch(lambda: _delta_url(job, delta), delta_part, None)
+            rebuilt = await asyncio.to_thread(
+                rebuild_zip,
+                self.repo,
+                desired,
+                base,
+                fetched,
+                out_zip,
+                max_output_bytes=self._settings.max_download_bytes,
+            )
+        except (DeltaUnusableError, LoaderError) as exc:
+            await self._delta_failed(job, delta.content_sha256, str(exc), [delta_part, out_zip])
+            return None
+        await asyncio.to_thread(discard, delta_part)
+        logger.info(
+            "delta applied",
+            extra={
+                "base_version": delta.base_version,
+                "delta_bytes": rebuilt.applied.delta_size,
+                "bytes_saved": rebuilt.bytes_saved,
+                "kinds": rebuilt.applied.kinds,
+                "deflate_seconds": round(rebuilt.applied.deflate_seconds, 3),
+            },
+        )
+        return rebuilt
+
+    async def _delta_failed(self, job: _Job, delta_sha256: str, reason: str, leftovers: list[Path]) -> None:
+        """Log and remember why the delta was not used, then report the switch to the full download."""
+        logger.warning(
+            "delta not used; downloading the full ZIP", extra={"reason": redact(reason), "source": "full"}
+        )
+        for path in leftovers:
+            await asyncio.to_thread(discard, path)
+        if self._state.update is not None:
+            self._state.update = self._state.update.model_copy(update={"delta_failed": delta_sha256})
+            await self._save()
+        await self.reporter.publish_update(
+            source="full", bytes_done=0, bytes_total=job.desired.size, percent=None, attempt=0
         )
 
     async def _download(self, job: _Job, part: Path) -> DownloadResult:
+        return await self._fetch(lambda: job.desired.download_url.get_secret_value(), part, job.desired.size)
+
+    async def _fetch(self, url: Callable[[], str], part: Path, expected_size: int | None) -> DownloadResult:
+        """One resumable, hashed download with progress reports (the ZIP or a delta)."""
+
         async def publish() -> None:
             await self.reporter.publish_update()
 
@@ -422,7 +518,7 @@ class LoaderService:
             self.reporter.update = self.reporter.update.model_copy(
                 update={
                     "bytes_done": done,
-                    "bytes_total": total if total is not None else job.desired.size,
+                    "bytes_total": total if total is not None else expected_size,
                     "percent": round(100.0 * done / total, 1) if total else None,
                     "attempt": attempt,
                 }
@@ -432,16 +528,12 @@ class LoaderService:
             else:
                 await throttle.tick()
 
-        return await self._downloader.fetch(
-            lambda: job.desired.download_url.get_secret_value(),
-            part,
-            expected_size=job.desired.size,
-            on_progress=on_progress,
-        )
+        return await self._downloader.fetch(url, part, expected_size=expected_size, on_progress=on_progress)
 
-    async def _install_shielded(self, desired: DesiredModel, result: DownloadResult) -> ModelManifest:
+    async def _install_shielded(self, job: _Job, result: DownloadResult, source: Source) -> ModelManifest:
         """Unpack, install and switch `current` in one thread step that cancellation waits for."""
         settings = self._settings
+        desired = job.desired
         installed_at = self._clock.now()
 
         def work() -> ModelManifest:
@@ -467,13 +559,11 @@ class LoaderService:
                     source_sha256=result.sha256.hex(),
                     source_md5=result.md5.hex(),
                     installed_at=installed_at,
+                    source=source,
                 )
             finally:
                 remove_tree(unpacked.directory)  # gone already after the rename; left over on failure
             activate(self.repo, desired.version)
-            removed = apply_retention(self.repo, settings.keep_versions)
-            if removed:
-                logger.info("old versions removed", extra={"removed": removed})
             return manifest
 
         future = asyncio.ensure_future(asyncio.to_thread(work))
@@ -483,11 +573,37 @@ class LoaderService:
             await asyncio.wait([future])  # finish the step; the next start sees a complete install
             raise
 
-    def _drop_other_parts(self, keep: str) -> None:
-        """Partial downloads of other targets only take space: a newer target replaced them."""
-        for entry in self.repo.downloads_dir.glob("*.part"):
-            if entry.name != keep:
-                discard(entry)
+    async def _apply_retention(self, installed: str) -> None:
+        """After the install, on the event loop: a desired patch that arrived during the install (and
+        cancelled this job) may name a delta whose base must survive; if cancelled, the next install
+        applies retention."""
+        protect = self._pending_delta_base(installed)
+        removed = await asyncio.to_thread(apply_retention, self.repo, self._settings.keep_versions, protect)
+        if removed:
+            logger.info("old versions removed", extra={"removed": removed, "kept_for_delta": sorted(protect)})
+
+    def _drop_other_parts(self, keep: set[str]) -> None:
+        """Partial downloads (ZIP or delta) of other targets, and rebuilt ZIPs an interruption left,
+        only take space: a newer target replaced them, or the delta is applied again."""
+        for pattern in ("*.part", "*.zip"):
+            for entry in self.repo.downloads_dir.glob(pattern):
+                if entry.name not in keep:
+                    discard(entry)
+
+    def _latest_desired(self) -> DesiredModel | None:
+        props = {key: value for key, value in self._desired.items() if not key.startswith("$")}
+        try:
+            return parse_desired(props, allow_insecure_http=self._settings.allow_insecure_http)
+        except InvalidDesiredError:
+            return None
+
+    def _pending_delta_base(self, installing: str) -> frozenset[str]:
+        """The base version of the latest desired `Delta`, if that desired target is not the one being
+        installed: retention must keep it or the delta could not be applied."""
+        desired = self._latest_desired()
+        if desired is None or desired.delta is None or target_key(desired) == installing:
+            return frozenset()
+        return frozenset({desired.delta.base_version})
 
     # --- failures and reports ----------------------------------------------------------------------
     async def _record_failure(
@@ -523,6 +639,7 @@ class LoaderService:
             started=record.started_at or self._clock.now(),
             next_retry=next_retry,
             bytes_downloaded=self.reporter.update.bytes_done,
+            source=self.reporter.update.source or "full",
         )
 
     async def _fail_report(
@@ -535,10 +652,11 @@ class LoaderService:
         started: datetime,
         next_retry: datetime | None = None,
         bytes_downloaded: int = 0,
+        source: Source = "full",
     ) -> None:
         finished = self._clock.now()
         error = UpdateError(code=str(code), message=redact(message))
-        source: Source | None = None if code == ErrorCode.INVALID_DESIRED else "full"
+        reported_source: Source | None = None if code == ErrorCode.INVALID_DESIRED else source
         await self.reporter.publish_update(
             state=UpdateState.FAILED,
             file_name=file_name,
@@ -547,7 +665,7 @@ class LoaderService:
             error=error,
             next_retry_at=next_retry,
             finished_at=finished,
-            source=source,
+            source=reported_source,
             started_at=started,
         )
         await self.reporter.status_event(
@@ -558,7 +676,7 @@ class LoaderService:
                 error=error,
                 duration_seconds=max(0.0, (finished - started).total_seconds()),
                 bytes_downloaded=bytes_downloaded,
-                source=source,
+                source=reported_source,
             )
         )
 
@@ -629,14 +747,8 @@ class LoaderService:
             await self._cancel_job()
             manifest = await asyncio.to_thread(self.repo.read_manifest, version)
             await asyncio.to_thread(activate, self.repo, version)
-            props = {key: value for key, value in self._desired.items() if not key.startswith("$")}
-            try:
-                desired_key: str | None = target_key(
-                    parse_desired(props, allow_insecure_http=self._settings.allow_insecure_http)
-                )
-            except InvalidDesiredError:
-                desired_key = None
-            self._state.rolled_back_target = desired_key
+            latest = self._latest_desired()
+            self._state.rolled_back_target = target_key(latest) if latest is not None else None
             self._state.update = None
             await self._save()
             await self._announce(manifest)

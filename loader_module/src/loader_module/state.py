@@ -48,6 +48,9 @@ class UpdateRecord(BaseModel):
     cycle: int = 1
     next_retry_at: datetime | None = None
     started_at: datetime | None = None
+    #: `Delta.ContentSHA256` of a delta that could not be used for this target: later cycles and restarts
+    #: go straight to the full download (a bad patch stays bad); a new `Delta` is tried again.
+    delta_failed: str | None = None
 
 
 class LoaderState(BaseModel):
