@@ -1,0 +1,137 @@
+"""Deltas end to end on one `LocalStack`: the real `edge-model publish --delta-from` CLI, Azurite, the
+edgeHub simulator, the loader process and the inference process (issue 9)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge_shared.repository import MANIFEST_FILE, ModelRepository
+from edge_tools.delta.zipscan import read_files
+from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
+from edge_tools.stack.demo import wait_until_serving
+from edge_tools.stack.stack import REPO_ROOT, LocalStack
+
+pytestmark = pytest.mark.integration
+
+WAIT = 60.0
+
+
+@pytest.fixture(scope="module")
+def catalog() -> FixtureCatalog:
+    return ensure_fixtures(REPO_ROOT / "build" / "fixtures")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with LocalStack(tmp_path_factory.mktemp("delta-stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("edge-model-cache")
+
+
+def edge_model(stack: LocalStack, cache_dir: Path, *args: str) -> dict[str, Any]:
+    """`edge-model publish ... --json` as a user runs it; returns its JSON output."""
+    e = stack.endpoints
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    env.update(
+        EDGE_HUB_CONNECTION_STRING=e.hub_connection_string,
+        EDGE_HUB_CA_FILE=str(e.hub_ca_file),
+        EDGE_DEVICE_ID=e.device_id,
+        EDGE_STORAGE_CONNECTION_STRING=e.storage_connection_string,
+        EDGE_STORAGE_CA_FILE=str(e.storage_ca_file),
+        EDGE_MODEL_CACHE_DIR=str(cache_dir),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_tools.publish", "publish", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sig=" not in done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def model_update(stack: LocalStack) -> dict[str, Any]:
+    update: dict[str, Any] = stack.reported("loader").get("ModelUpdate") or {}
+    return update
+
+
+def installed_files(stack: LocalStack, version: str) -> dict[str, bytes]:
+    folder = ModelRepository(stack.endpoints.model_root).version_dir(version)
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != MANIFEST_FILE}
+
+
+def relabelled(zip_path: Path, tmp_path: Path) -> Path:
+    """The same package with the first label renamed: only the label file changes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(zip_path) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith(".txt"):
+                first, _, rest = data.partition(b"\n")
+                data = b"relabelled\n" + rest
+                assert first != b"relabelled"
+            target.writestr(info, data, compress_type=info.compress_type)
+    path = tmp_path / "relabelled.zip"
+    path.write_bytes(out.getvalue())
+    return path
+
+
+@pytest.mark.parametrize(("v1_id", "v2_id"), [("tiny-yolo-1", "tiny-yolo-2"), ("ssd-lite-1", "ssd-lite-2")])
+def test_published_delta_installs_and_serves_v2_byte_identical_to_the_full_zip(
+    v1_id: str, v2_id: str, stack: LocalStack, catalog: FixtureCatalog, cache_dir: Path
+) -> None:
+    v1_zip = catalog.path(catalog.model(v1_id).zip_file)
+    v2_zip = catalog.path(catalog.model(v2_id).zip_file)
+    first = edge_model(stack, cache_dir, str(v1_zip), "--version", v1_id)
+    assert first["delta"] is None
+    wait_until_serving(stack, v1_id, timeout=WAIT)
+    assert model_update(stack)["source"] == "full"
+
+    second = edge_model(stack, cache_dir, str(v2_zip), "--version", v2_id, "--delta-from", v1_id)
+    delta = second["delta"]
+    assert delta["published"] is True and delta["size"] < v2_zip.stat().st_size
+    served = wait_until_serving(stack, v2_id, timeout=WAIT)
+    update = model_update(stack)
+    assert update["source"] == "delta" and update["bytesDone"] == delta["size"]
+    assert installed_files(stack, v2_id) == read_files(v2_zip.read_bytes())
+    manifest = ModelRepository(stack.endpoints.model_root).read_manifest(v2_id)
+    assert manifest.source == "delta" and served["sha256"] == manifest.model_sha256
+
+
+def test_label_only_change_travels_in_under_4_kb(
+    stack: LocalStack, catalog: FixtureCatalog, cache_dir: Path, tmp_path: Path
+) -> None:
+    base_zip = catalog.path(catalog.model("tiny-yolo-2").zip_file)
+    edge_model(stack, cache_dir, str(base_zip), "--version", "labels-1")
+    wait_until_serving(stack, "labels-1", timeout=WAIT)
+    new_zip = relabelled(base_zip, tmp_path)
+    published = edge_model(
+        stack, cache_dir, str(new_zip), "--version", "labels-2", "--delta-from", "labels-1"
+    )
+    assert published["delta"]["published"] is True and published["delta"]["size"] < 4096
+    wait_until_serving(stack, "labels-2", timeout=WAIT)
+    update = model_update(stack)
+    assert update["source"] == "delta" and update["bytesDone"] == published["delta"]["size"] < 4096
+    _, labels, _ = ModelRepository(stack.endpoints.model_root).model_paths("labels-2")
+    assert labels.read_text().startswith("relabelled\n")
+    model = httpx.get(f"{stack.endpoints.inference_url}/model", timeout=5.0).json()
+    assert model["version"] == "labels-2"
