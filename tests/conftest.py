@@ -1,0 +1,51 @@
+"""Options for the whole test tree: `--long` (soak: more iterations) and `--reliability-seed`.
+
+The reliability suite (`tests/reliability/`) draws its random fault points from one seed printed in
+the report header, so any failing run can be replayed exactly with `--reliability-seed N`.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+#: How many times more iterations (and hypothesis examples) a `--long` run makes.
+LONG_FACTOR = 10
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help=f"soak run: multiply the reliability suite's iterations by {LONG_FACTOR}",
+    )
+    parser.addoption(
+        "--reliability-seed",
+        type=int,
+        default=None,
+        help="seed for the reliability suite's random fault points (default: a fresh one, printed)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--reliability-seed") is None:
+        config.option.reliability_seed = secrets.randbelow(2**32)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    factor = LONG_FACTOR if config.getoption("--long") else 1
+    return f"reliability: seed {config.getoption('--reliability-seed')}, iterations x{factor}"
+
+
+@pytest.fixture(scope="session")
+def soak_factor(pytestconfig: pytest.Config) -> int:
+    """1 normally, `LONG_FACTOR` with `--long`."""
+    return LONG_FACTOR if pytestconfig.getoption("--long") else 1
+
+
+@pytest.fixture(scope="session")
+def reliability_seed(pytestconfig: pytest.Config) -> int:
+    seed: int = pytestconfig.getoption("--reliability-seed")
+    return seed

@@ -1,0 +1,94 @@
+"""Bugs found by the extractor fuzzing (`test_unpack_fuzz.py`), pinned as strict xfails.
+
+A ZIP whose checksums match what was published but whose content is broken (the publisher zipped
+broken bytes) must be refused as `invalid_model`. Today `loader_module/unpack.py` lets two low-level
+errors through: `zlib.error` from a damaged deflate stream (`_write_member`, not caught in `_extract`),
+and `OSError(EINVAL)` from a negative member offset (re-raised by `_extract`). Through the service the
+first leaves the update stuck in `installing` for ever (the task dies with an unexpected error); the
+second is reported as `install_failed` and retried every `LOADER_RETRY_AFTER`, for ever.
+Remove the xfail marks (and `known_bug` in `test_unpack_fuzz.py`) once `_extract` maps both to
+`InvalidModelError`.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge_shared.repository import ModelRepository
+from edge_tools.azurite import Azurite
+from edgehub_sim.fake import FakeEdgeHubClient
+from loader_module.edge import make_http_client
+from loader_module.errors import InvalidModelError
+from loader_module.settings import LoaderSettings
+from loader_module.unpack import UnpackLimits, unpack_model
+from tests.loader.conftest import desired_for, make_settings, model_zip
+from tests.loader.service_helpers import running_loader, update, wait_state
+from tests.reliability.corrupt_zips import central_directory_offset_too_large, corrupt_deflate_stream
+from tests.reliability.invariants import assert_consistent
+
+LIMITS = UnpackLimits(max_members=16, max_unpacked_bytes=8 * 1024 * 1024, min_free_bytes=0)
+BROKEN: dict[str, tuple[Callable[[bytes], bytes], type[BaseException]]] = {
+    "deflate-stream": (corrupt_deflate_stream, zlib.error),
+    "negative-offset": (central_directory_offset_too_large, OSError),
+}
+
+
+@pytest.mark.parametrize("damage", list(BROKEN))
+def test_broken_zip_is_invalid_model(damage: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    corrupt, raised = BROKEN[damage]
+    request.applymarker(
+        pytest.mark.xfail(
+            strict=True, raises=raised, reason=f"bug: {damage} raises {raised.__module__}.{raised.__name__}"
+        )
+    )
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(corrupt(model_zip("onnx")))
+    with pytest.raises(InvalidModelError):
+        unpack_model(archive, tmp_path / ".staging", LIMITS)
+
+
+@pytest.fixture
+def settings(model_root: Path, azurite: Azurite) -> LoaderSettings:
+    return make_settings(model_root, ca_file=azurite.ca_file, retry_after=3600)
+
+
+@pytest.fixture
+async def client(settings: LoaderSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_http_client(settings) as http:
+        yield http
+
+
+def _publish(azurite: Azurite, data: bytes, version: str) -> dict[str, object]:
+    name = f"corrupt/{uuid.uuid4().hex}/{version}.zip"
+    azurite.upload("models", name, data)
+    return desired_for(data, azurite.sas_url("models", name), f"{version}.zip")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("damage", list(BROKEN))
+async def test_broken_zip_with_matching_checksum_fails_the_update_and_keeps_the_old_model(
+    damage: str,
+    azurite: Azurite,
+    settings: LoaderSettings,
+    client: httpx.AsyncClient,
+    request: pytest.FixtureRequest,
+) -> None:
+    request.applymarker(pytest.mark.xfail(strict=True, reason=f"bug: {damage} is not invalid_model"))
+    corrupt, _ = BROKEN[damage]
+    hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1")})
+    async with running_loader(settings, hub, client):
+        await wait_state(hub, "ready", "v1")
+        await hub.push_desired(_publish(azurite, corrupt(model_zip("tflite")), "v2"))
+        try:
+            await wait_state(hub, "failed", "v2", within=15)
+        except TimeoutError:
+            pytest.fail(f"no failed report for v2 within 15 s; last ModelUpdate: {update(hub)}")
+        assert update(hub)["error"]["code"] == "invalid_model"
+    assert assert_consistent(settings.model_root, installed_before=True) == "v1"
+    assert ModelRepository(settings.model_root).installed_versions() == ["v1"]
