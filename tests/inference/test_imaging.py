@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
@@ -138,3 +141,24 @@ def test_draft_keeps_orientation_and_skips_non_jpeg() -> None:
     assert image.size == (500, 800)
     png = encode(Image.new("RGB", (1600, 1000)), "PNG")
     assert decode_for_model(png, LIMITS, draft_to=300)[0].size == (1600, 1000)
+
+
+def test_decoder_warm_up_loads_the_lazy_image_plugins_before_the_first_request() -> None:
+    """Pillow imports format plugins and its EXIF parser on first use; start-up pays that, not a request."""
+    script = (
+        "import sys, json\n"
+        "from inference_module.imaging import warm_up_decoder\n"
+        "before = set(sys.modules)\n"
+        "warm_up_decoder()\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(json.loads(result.stdout))
+    assert {
+        "PIL.JpegImagePlugin",
+        "PIL.PngImagePlugin",
+        "PIL.BmpImagePlugin",
+        "PIL.TiffImagePlugin",
+    } <= loaded

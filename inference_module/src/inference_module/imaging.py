@@ -93,6 +93,20 @@ def decode_for_model(
             raise InvalidImageError("the image data is truncated or corrupt") from exc
 
 
+def warm_up_decoder() -> None:
+    """Decode one small image of each format (and with EXIF) so that Pillow's lazy plugin imports and
+    EXIF parser load at start-up instead of costing the first request tens of milliseconds."""
+    limits = ImageLimits(max_pixels=1 << 20, min_side=1)
+    sample = Image.new("RGB", (32, 24), (128, 64, 32))
+    exif = Image.Exif()
+    exif[_ORIENTATION] = 6
+    for fmt, extra in (("JPEG", {"exif": exif.tobytes()}), ("PNG", {}), ("BMP", {})):
+        buffer = io.BytesIO()
+        sample.save(buffer, format=fmt, **extra)
+        decode_for_model(buffer.getvalue(), limits, draft_to=16)
+    encode_jpeg(sample, 80)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Grey, palette, RGBA, CMYK and 16-bit images to 8-bit RGB; alpha is composited on black."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

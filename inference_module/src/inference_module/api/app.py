@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -16,7 +17,7 @@ from inference_module.api.state import AppState
 from inference_module.dispatch import Dispatcher
 from inference_module.edge import EdgeLink
 from inference_module.errors import ModelError, NoCurrentModelError
-from inference_module.imaging import ImageLimits
+from inference_module.imaging import ImageLimits, warm_up_decoder
 from inference_module.metrics import Metrics
 from inference_module.runtimes import default_registry
 from inference_module.runtimes.base import DetectorFactory
@@ -52,6 +53,7 @@ def create_app(
             state.dispatcher.start()
             stack.callback(state.dispatcher.stop)
             stack.callback(slot.close)
+            await asyncio.to_thread(warm_up_decoder)
             await _load_at_startup(service)
             if settings.edgehub:
                 link = EdgeLink(edgehub or _azure_client(), service, slot)
