@@ -331,3 +331,25 @@ async def test_retention_keeps_the_base_of_a_delta_desired_during_an_install(
         await pending[0]
     assert update(hub)["source"] == "delta"
     assert ModelRepository(model_root).installed_versions() == ["3.0"]
+
+
+async def test_a_new_delta_url_for_the_same_target_is_used_from_the_next_attempt(
+    azurite: Azurite, proxy: FaultProxy, settings: LoaderSettings, client: httpx.AsyncClient
+) -> None:
+    v1, _ = family_zips("onnx")
+    v2 = _with_padding(os.urandom(1024 * 1024))
+    delta = delta_bytes(v1, v2)
+    # The first URL's only connection is slow and cut: the retry must take the URL a patch brought.
+    proxy.set_policies([Policy(throttle_bps=256 * 1024, cut_after=512 * 1024)] + [Policy(cut_after=0)] * 10)
+    hub = FakeEdgeHubClient(desired={"$version": 1, **full_desired(azurite, v1, "1.0")})
+    async with running_loader(settings, hub, client):
+        await wait_state(hub, "ready", "1.0")
+        desired = delta_desired(azurite, v2, delta, delta_port=proxy.port)
+        await hub.push_desired(desired)
+        await hub.wait_until(lambda: update(hub).get("source") == "delta" and update(hub).get("attempt") == 1)
+        renewed = {**desired["Delta"], "DownloadUrl": upload(azurite, delta, "2.0.zip.emdelta")}
+        await hub.push_desired({"Delta": renewed})
+        await wait_state(hub, "ready", "2.0")
+    assert proxy.connections == 1  # the old URL was not asked again
+    # Attempt 2 meets another blob (412 on If-Match: its ETag differs) and restarts from 0 in attempt 3.
+    assert update(hub)["source"] == "delta" and update(hub)["attempt"] >= 2

@@ -212,8 +212,9 @@ class LoaderService:
         key = target_key(desired)
         job = self._job
         if job is not None and job.key == key and job.task is not None and not job.task.done() and not force:
-            if url_digest(job.desired) != url_digest(desired):
-                job.desired = desired  # the next attempt uses the new URL
+            new_url = url_digest(job.desired) != url_digest(desired)
+            job.desired = desired  # the next attempt uses the new URLs (the ZIP's, or the delta's)
+            if new_url:
                 job.new_url.set()
             return
         await self._cancel_job()
