@@ -160,14 +160,14 @@ def _tampered(delta: bytes) -> bytes:
     return bytes(data)
 
 
-#: What goes wrong → (delta bytes, Delta fields changed, is the delta downloaded at all).
-FAULTS: dict[str, tuple[str, dict[str, Any], bool]] = {
-    "tampered patch": ("tampered", {}, True),
-    "truncated delta": ("truncated", {}, True),
-    "wrong base": ("wrong-base", {}, True),
-    "delta digest mismatch": ("good", {"ContentSHA256": "0" * 64}, True),
-    "missing base": ("good", {"BaseVersion": "0.9"}, False),
-    "unsupported format": ("good", {"Format": "emdelta/9"}, False),
+#: What goes wrong → (delta bytes, Delta fields changed, is the delta downloaded at all, logged reason).
+FAULTS: dict[str, tuple[str, dict[str, Any], bool, str]] = {
+    "tampered patch": ("tampered", {}, True, "DeltaIntegrityError"),
+    "truncated delta": ("truncated", {}, True, "DeltaFormatError"),
+    "wrong base": ("wrong-base", {}, True, "DeltaBaseError"),
+    "delta digest mismatch": ("good", {"ContentSHA256": "0" * 64}, True, "differs from Delta.ContentSHA256"),
+    "missing base": ("good", {"BaseVersion": "0.9"}, False, "is not installed"),
+    "unsupported format": ("good", {"Format": "emdelta/9"}, False, "unsupported delta Format"),
 }
 
 
@@ -182,7 +182,7 @@ async def test_unusable_delta_falls_back_to_the_full_zip_in_the_same_update(
 ) -> None:
     caplog.set_level(logging.INFO, logger="loader_module")
     v1, v2 = family_zips("onnx")
-    kind, changes, downloaded = FAULTS[fault]
+    kind, changes, downloaded, reason = FAULTS[fault]
     good = delta_bytes(v1, v2)
     delta = {
         "good": good,
@@ -208,7 +208,8 @@ async def test_unusable_delta_falls_back_to_the_full_zip_in_the_same_update(
     assert repo.current_version() == "2.0"
     assert repo.read_manifest("2.0").source_sha256 == hashlib.sha256(v2).hexdigest()
     assert list(repo.downloads_dir.iterdir()) == []
-    assert any(r.getMessage() == "delta not used; downloading the full ZIP" for r in caplog.records)
+    [fallback] = [r for r in caplog.records if r.getMessage() == "delta not used; downloading the full ZIP"]
+    assert reason in fallback.__dict__["reason"]
 
 
 async def test_delta_download_failing_for_good_falls_back_to_the_full_zip(
@@ -353,3 +354,40 @@ async def test_a_new_delta_url_for_the_same_target_is_used_from_the_next_attempt
     assert proxy.connections == 1  # the old URL was not asked again
     # Attempt 2 meets another blob (412 on If-Match: its ETag differs) and restarts from 0 in attempt 3.
     assert update(hub)["source"] == "delta" and update(hub)["attempt"] >= 2
+
+
+class Crash(BaseException):
+    """Stands for the process dying between the delta's rebuild and the install."""
+
+
+def _crash(*args: Any, **kwargs: Any) -> None:
+    del args, kwargs
+    raise Crash
+
+
+async def test_crash_after_the_rebuild_applies_the_kept_delta_again_without_downloading_it(
+    azurite: Azurite,
+    proxy: FaultProxy,
+    settings: LoaderSettings,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    v1, v2 = family_zips("onnx")
+    delta = delta_bytes(v1, v2)
+    hub = FakeEdgeHubClient(desired={"$version": 1, **full_desired(azurite, v1, "1.0")})
+    async with running_loader(settings, hub, client) as service:
+        await wait_state(hub, "ready", "1.0")
+        with monkeypatch.context() as patched:
+            patched.setattr("loader_module.service.unpack_model", _crash)
+            await hub.push_desired(delta_desired(azurite, v2, delta, delta_port=proxy.port))
+            await service.wait_idle()
+    repo = ModelRepository(settings.model_root)
+    assert repo.current_version() == "1.0" and proxy.connections == 1
+    [kept] = repo.downloads_dir.glob("*.delta-*.part")
+    assert kept.read_bytes() == delta
+    hub2 = FakeEdgeHubClient(desired=hub.desired)
+    async with running_loader(settings, hub2, client):
+        await wait_state(hub2, "ready", "2.0")
+    assert proxy.connections == 1  # the complete delta was not asked for again
+    assert update(hub2)["source"] == "delta" and repo.current_version() == "2.0"
+    assert list(repo.downloads_dir.iterdir()) == []

@@ -376,29 +376,26 @@ class LoaderService:
         )
         await self.reporter.publish_update()
         part = self.repo.downloads_dir / f"{job.key}.part"
-        keep = {part.name}
-        if desired.delta is not None:
-            keep.add(delta_part_path(self.repo, job.key, desired.delta).name)
+        # A downloaded delta is kept until the update ends: a crash before the install applies it again
+        # without asking the link for it twice.
+        delta_part = delta_part_path(self.repo, job.key, desired.delta) if desired.delta else None
+        keep = {part.name} | ({delta_part.name} if delta_part else set())
         await asyncio.to_thread(self._drop_other_parts, keep)
         rebuilt = await self._try_delta(job)
         source: Source = "full" if rebuilt is None else "delta"
         result = rebuilt.result if rebuilt is not None else await self._download(job, part)
         await self.reporter.publish_update(state=UpdateState.VERIFYING)
         try:
-            verify_digests(desired, size=result.size, md5=result.md5, sha256=result.sha256)
-            # For a delta this is the rebuilt ZIP's digest: the signature covers the target, not the patch.
-            verify_signature(
-                desired,
-                sha256=result.sha256,
-                trusted_keys=self._settings.trusted_key_bytes,
-                required=self._settings.require_signature,
-            )
+            await self._verify(desired, result)
+            await self.reporter.publish_update(state=UpdateState.INSTALLING)
+            manifest = await self._install_shielded(job, result, source)
         except LoaderError:
-            await asyncio.to_thread(discard, result.path)
+            if delta_part is not None:  # a final verdict on these bytes: applying them again cannot help
+                await asyncio.to_thread(discard, delta_part)
             raise
-        await self.reporter.publish_update(state=UpdateState.INSTALLING)
-        manifest = await self._install_shielded(job, result, source)
-        await asyncio.to_thread(discard, result.path)
+        for done in (result.path, delta_part):
+            if done is not None:
+                await asyncio.to_thread(discard, done)
         await self._apply_retention(job.key)
         await self._announce(manifest)
         finished = self._clock.now()
@@ -438,6 +435,21 @@ class LoaderService:
             },
         )
 
+    async def _verify(self, desired: DesiredModel, result: DownloadResult) -> None:
+        """Digests, then the signature; the ZIP is deleted when either fails (the same bytes would fail
+        again). For a delta `result` is the rebuilt ZIP: the signature covers the target, not the patch."""
+        try:
+            verify_digests(desired, size=result.size, md5=result.md5, sha256=result.sha256)
+            verify_signature(
+                desired,
+                sha256=result.sha256,
+                trusted_keys=self._settings.trusted_key_bytes,
+                required=self._settings.require_signature,
+            )
+        except LoaderError:
+            await asyncio.to_thread(discard, result.path)
+            raise
+
     async def _try_delta(self, job: _Job) -> RebuiltZip | None:
         """The target ZIP rebuilt from the desired `Delta`, or None: then the full ZIP is downloaded.
 
@@ -476,7 +488,6 @@ class LoaderService:
         except (DeltaUnusableError, LoaderError) as exc:
             await self._delta_failed(job, delta.content_sha256, str(exc), [delta_part, out_zip])
             return None
-        await asyncio.to_thread(discard, delta_part)
         logger.info(
             "delta applied",
             extra={
