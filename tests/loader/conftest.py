@@ -20,6 +20,7 @@ import pytest
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy
 from edge_tools.fixtures import build_ssd_tflite, build_yolo_onnx, digests
+from loader_module.edge import make_http_client
 from loader_module.settings import LoaderSettings
 
 LABELS = "person\ncar\ndog\n"
@@ -156,3 +157,16 @@ def model_root(tmp_path: Path) -> Path:
     root = tmp_path / "models-volume"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def settings(model_root: Path, azurite: Azurite) -> LoaderSettings:
+    """Loader settings for service tests on Azurite (modules override it for other values)."""
+    return make_settings(model_root, ca_file=azurite.ca_file, retry_after=60)
+
+
+@pytest.fixture
+async def client(settings: LoaderSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The loader's own HTTP client, trusting Azurite's CA."""
+    async with make_http_client(settings) as http:
+        yield http

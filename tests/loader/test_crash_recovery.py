@@ -8,7 +8,7 @@ all; this checks the on-disk states between steps). Real SIGKILLs of the process
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import pytest
 from edge_shared.repository import MANIFEST_FILE, ModelRepository
 from edge_tools.azurite import Azurite
 from edgehub_sim.fake import FakeEdgeHubClient
-from loader_module.edge import make_http_client
 from loader_module.settings import LoaderSettings
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.service_helpers import announcements, running_loader, wait_state
@@ -48,12 +47,6 @@ CRASH_POINTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
 @pytest.fixture
 def settings(model_root: Path, azurite: Azurite) -> LoaderSettings:
     return make_settings(model_root, ca_file=azurite.ca_file)
-
-
-@pytest.fixture
-async def client(settings: LoaderSettings) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client(settings) as http:
-        yield http
 
 
 def _publish(azurite: Azurite, data: bytes, version: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +40,6 @@ def publish(
     name = f"svc/{uuid.uuid4().hex}/{version}.zip"
     azurite.upload("models", name, data)
     return desired_for(data, azurite.sas_url("models", name, port=port), f"{version}.zip", **extra)
-
-
-@pytest.fixture
-def settings(model_root: Path, azurite: Azurite) -> LoaderSettings:
-    return make_settings(model_root, ca_file=azurite.ca_file, retry_after=60)
-
-
-@pytest.fixture
-async def client(settings: LoaderSettings) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client(settings) as http:
-        yield http
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "tflite"])

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -88,17 +88,6 @@ def delta_desired(
 def installed_files(root: Path, version: str) -> dict[str, bytes]:
     folder = ModelRepository(root).version_dir(version)
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != MANIFEST_FILE}
-
-
-@pytest.fixture
-def settings(model_root: Path, azurite: Azurite) -> LoaderSettings:
-    return make_settings(model_root, ca_file=azurite.ca_file, retry_after=60)
-
-
-@pytest.fixture
-async def client(settings: LoaderSettings) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client(settings) as http:
-        yield http
 
 
 @pytest.mark.parametrize("family", ["onnx", "tflite"])

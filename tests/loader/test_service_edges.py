@@ -7,7 +7,6 @@ import hashlib
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from edge_shared.merge_patch import apply_patch
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edgehub_sim.fake import FakeEdgeHubClient
-from loader_module.edge import make_http_client
 from loader_module.service import TWIN_REFRESH_SECONDS
 from loader_module.settings import LoaderSettings
 from tests.loader.conftest import ManualClock, desired_for, make_settings, model_zip
@@ -39,12 +37,6 @@ def _publish(azurite: Azurite, data: bytes, version: str, **extra: Any) -> dict[
 @pytest.fixture
 def settings(model_root: Path, azurite: Azurite) -> LoaderSettings:
     return make_settings(model_root, ca_file=azurite.ca_file)
-
-
-@pytest.fixture
-async def client(settings: LoaderSettings) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client(settings) as http:
-        yield http
 
 
 async def test_lost_announcement_is_sent_again_after_restart(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import zipfile
-from collections.abc import AsyncIterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edgehub_sim.fake import FakeEdgeHubClient
-from loader_module.edge import make_http_client
 from loader_module.settings import LoaderSettings
 from tests.loader.conftest import make_settings
 from tests.loader.service_helpers import announcements, running_loader, status_events, update, wait_state
@@ -56,12 +54,6 @@ def settings_with(root: Path, azurite: Azurite, *keys: str, required: bool = Tru
     return make_settings(
         root, ca_file=azurite.ca_file, require_signature=required, trusted_keys=",".join(keys)
     )
-
-
-@pytest.fixture
-async def client(azurite: Azurite, model_root: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client(make_settings(model_root, ca_file=azurite.ca_file)) as http:
-        yield http
 
 
 async def _refused(settings: LoaderSettings, props: dict[str, Any], client: httpx.AsyncClient) -> None:
