@@ -1,19 +1,15 @@
-"""Bugs found by the extractor fuzzing (`test_unpack_fuzz.py`), pinned as strict xfails.
+"""Two bugs found by the extractor fuzzing (`test_unpack_fuzz.py`), now fixed and kept as regressions.
 
 A ZIP whose checksums match what was published but whose content is broken (the publisher zipped
-broken bytes) must be refused as `invalid_model`. Today `loader_module/unpack.py` lets two low-level
-errors through: `zlib.error` from a damaged deflate stream (`_write_member`, not caught in `_extract`),
-and `OSError(EINVAL)` from a negative member offset (re-raised by `_extract`). Through the service the
-first leaves the update stuck in `installing` for ever (the task dies with an unexpected error); the
-second is reported as `install_failed` and retried every `LOADER_RETRY_AFTER`, for ever.
-Remove the xfail marks (and `known_bug` in `test_unpack_fuzz.py`) once `_extract` maps both to
-`InvalidModelError`.
+broken bytes) must be refused as `invalid_model`. `loader_module/unpack.py` used to let two low-level
+errors through: `zlib.error` from a damaged deflate stream, which left the update stuck in
+`installing` for ever, and `OSError(EINVAL)` from a negative member offset, reported as
+`install_failed` and retried every `LOADER_RETRY_AFTER`, for ever.
 """
 
 from __future__ import annotations
 
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -33,20 +29,15 @@ from tests.reliability.corrupt_zips import central_directory_offset_too_large, c
 from tests.reliability.invariants import assert_consistent
 
 LIMITS = UnpackLimits(max_members=16, max_unpacked_bytes=8 * 1024 * 1024, min_free_bytes=0)
-BROKEN: dict[str, tuple[Callable[[bytes], bytes], type[BaseException]]] = {
-    "deflate-stream": (corrupt_deflate_stream, zlib.error),
-    "negative-offset": (central_directory_offset_too_large, OSError),
+BROKEN: dict[str, Callable[[bytes], bytes]] = {
+    "deflate-stream": corrupt_deflate_stream,
+    "negative-offset": central_directory_offset_too_large,
 }
 
 
 @pytest.mark.parametrize("damage", list(BROKEN))
-def test_broken_zip_is_invalid_model(damage: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    corrupt, raised = BROKEN[damage]
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True, raises=raised, reason=f"bug: {damage} raises {raised.__module__}.{raised.__name__}"
-        )
-    )
+def test_broken_zip_is_invalid_model(damage: str, tmp_path: Path) -> None:
+    corrupt = BROKEN[damage]
     archive = tmp_path / "a.zip"
     archive.write_bytes(corrupt(model_zip("onnx")))
     with pytest.raises(InvalidModelError):
@@ -77,10 +68,8 @@ async def test_broken_zip_with_matching_checksum_fails_the_update_and_keeps_the_
     azurite: Azurite,
     settings: LoaderSettings,
     client: httpx.AsyncClient,
-    request: pytest.FixtureRequest,
 ) -> None:
-    request.applymarker(pytest.mark.xfail(strict=True, reason=f"bug: {damage} is not invalid_model"))
-    corrupt, _ = BROKEN[damage]
+    corrupt = BROKEN[damage]
     hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1")})
     async with running_loader(settings, hub, client):
         await wait_state(hub, "ready", "v1")

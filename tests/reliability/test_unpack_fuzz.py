@@ -4,10 +4,8 @@ a byte outside the staging folder."""
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
-import zlib
 from functools import cache
 from pathlib import Path
 
@@ -26,12 +24,6 @@ pytestmark = pytest.mark.filterwarnings(
 
 EXAMPLES = 300
 DOCUMENTED = (UnsafeArchiveError, InvalidModelError, DiskFullError)
-
-
-def known_bug(exc: BaseException) -> bool:
-    """Undocumented errors the extractor raises today for a broken ZIP (see `test_corrupt_archive.py`,
-    strict xfail tests that pin both): remove this allowance when those tests pass."""
-    return isinstance(exc, zlib.error) or (isinstance(exc, OSError) and exc.errno == errno.EINVAL)
 
 
 LIMITS = UnpackLimits(max_members=16, max_unpacked_bytes=8 * 1024 * 1024, min_free_bytes=0)
@@ -101,7 +93,7 @@ def _unpack_checked(data: bytes) -> str:
         try:
             unpacked = unpack_model(archive, staging, LIMITS)
         except Exception as exc:
-            if not isinstance(exc, DOCUMENTED) and not known_bug(exc):
+            if not isinstance(exc, DOCUMENTED):
                 raise
             assert os.listdir(staging) == [], "a refused archive left files in staging"
             outcome = type(exc).__name__
