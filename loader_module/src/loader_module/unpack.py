@@ -16,6 +16,8 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -141,8 +143,8 @@ def _write_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budg
     digest = hashlib.sha256()
     size = 0
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "wb") as out, zf.open(info) as source:
-        while block := source.read(_COPY_BLOCK):
+    with os.fdopen(fd, "wb") as out:
+        for block in _member_blocks(zf, info):
             size += len(block)
             if size > budget:
                 raise UnsafeArchiveError("unpacks to more bytes than declared or allowed")
@@ -151,6 +153,24 @@ def _write_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budg
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest(), size
+
+
+def _member_blocks(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """A member's bytes; damage inside the archive is the package's fault (`invalid_model`, never retried).
+
+    The archive's digests matched what was published, so a broken deflate stream or a member offset
+    outside the file means the publisher zipped broken bytes: retrying the same bytes cannot help.
+    """
+    try:
+        with zf.open(info) as source:
+            while block := source.read(_COPY_BLOCK):
+                yield block
+    except (zlib.error, EOFError) as exc:
+        raise InvalidModelError(f"member {info.filename!r} has corrupt compressed data") from exc
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        raise InvalidModelError(f"member {info.filename!r} points outside the archive") from exc
 
 
 def _identify(directory: Path, files: dict[str, str]) -> tuple[str, str, Runtime]:
