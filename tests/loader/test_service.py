@@ -405,3 +405,27 @@ async def test_no_sas_signature_in_logs_reports_messages_or_state(
         for where in (loader_text, formatted, reported, messages, state):
             assert secret not in where
     assert await asyncio.sleep(0, result=True)
+
+
+async def test_a_failure_is_reported_even_when_the_state_file_cannot_be_saved(
+    azurite: Azurite, settings: LoaderSettings, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full or read-only volume must not turn a failed update into a silent, dead update task."""
+    hub = FakeEdgeHubClient(desired={"$version": 1, **publish(azurite, model_zip("onnx"), "v1")})
+    async with running_loader(settings, hub, client) as service:
+        await wait_state(hub, "ready", "v1")
+
+        save = service._store.save
+
+        def refuse_failed_records(state: Any) -> None:
+            if state.update is not None and state.update.status == "failed":
+                raise OSError(28, "No space left on device")
+            save(state)
+
+        monkeypatch.setattr(service._store, "save", refuse_failed_records)
+        bad = publish(azurite, model_zip("tflite"), "v2")
+        bad["ContentMD5"] = "0" * 32
+        await hub.push_desired(bad)
+        await wait_state(hub, "failed", "v2")
+    assert update(hub)["error"]["code"] == "checksum_mismatch"
+    assert ModelRepository(settings.model_root).current_version() == "v1"

@@ -160,13 +160,6 @@ async def test_archive_that_does_not_fit_unpacked_is_disk_full(
     assert list((small_volume / ".staging").iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="bug: on ENOSPC the partial download takes the last free bytes, then service._record_failure "
-    "saves the state file before reporting: the save raises ENOSPC, the update task dies and "
-    "`failed`/`disk_full` is never reported nor retried",
-)
 async def test_volume_filled_up_during_the_download_is_reported_as_disk_full(
     azurite: Azurite, small_volume: Path, http: httpx.AsyncClient
 ) -> None:

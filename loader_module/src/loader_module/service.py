@@ -328,6 +328,10 @@ class LoaderService:
                     await self._record_failure(job, exc.code, str(exc), next_retry=None)
                     await job.new_url.wait()  # a desired patch with a new URL for the same target
                 except LoaderError as exc:
+                    if exc.code == ErrorCode.DISK_FULL:
+                        # The partial download may be what filled the volume: free it so the state
+                        # file and the other modules can still write; the retry starts afresh.
+                        await asyncio.to_thread(self._drop_other_parts, set())
                     next_retry = (
                         self._clock.now() + timedelta(seconds=self._settings.retry_after)
                         if exc.retry_later
@@ -642,7 +646,11 @@ class LoaderService:
             }
         )
         self._state.update = record
-        await self._save()
+        try:
+            await self._save()
+        except OSError as exc:
+            # Reporting the failure matters more than persisting it; the retry is still scheduled.
+            logger.error("could not save the loader state", extra={"reason": str(exc)})
         await self._fail_report(
             code,
             message,
