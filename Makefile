@@ -56,11 +56,15 @@ demo: fixtures
 up: fixtures
 	$(RUN) python -m edge_tools.stack up
 
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (set on some processors for old OpenBLAS builds) slow a current
+# numpy: unset for the benchmark process alone, never for tests.
+BENCH := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(RUN) python -m edge_tools.bench
+
 bench: fixtures
-	$(RUN) python -m edge_tools.bench --out docs/benchmarks.md
+	$(BENCH) --out docs/benchmarks.md
 
 bench-quick: fixtures
-	$(RUN) python -m edge_tools.bench --quick
+	$(BENCH) --quick
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,69 @@
+"""The serving pipeline called directly (no HTTP), and the reference architecture's per-request session."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+from edge_shared.reported import Runtime
+from inference_module.imaging import ImageLimits
+from inference_module.labels import load_labels
+from inference_module.pipeline import ScoreQuery, run_pipeline
+from inference_module.runtimes import default_registry
+from inference_module.runtimes.base import RuntimeOptions
+from inference_module.slot import LoadedModel, ModelIdentity, ModelSlot
+
+QUERY = ScoreQuery(threshold=0.5, max_detections=100)
+LIMITS = ImageLimits(40_000_000, 8)
+JPEG_QUALITY = 90
+
+
+def load_model(model: Path, labels: Path, runtime: str) -> LoadedModel:
+    """What a swap builds: labels read, session created and warmed (the registry's loader warms once)."""
+    detector = default_registry()[cast(Runtime, runtime)](model, RuntimeOptions())
+    identity = ModelIdentity(
+        version="bench",
+        file_name="bench.zip",
+        runtime=cast(Runtime, runtime),
+        sha256="",
+        model_path=model,
+        labels_path=labels,
+        loaded_at=datetime.now(UTC),
+    )
+    return LoadedModel(detector, load_labels(labels), identity)
+
+
+class InProcess:
+    """The same `run_pipeline` the server runs (decode, preprocess, run, postprocess, JSON body)."""
+
+    def __init__(self, model: Path, labels: Path, runtime: str) -> None:
+        self.slot = ModelSlot()
+        self.slot.install(load_model(model, labels, runtime))
+        self.limits = LIMITS
+
+    def score(self, image: bytes) -> float:
+        started = time.perf_counter()
+        run_pipeline(self.slot, image, QUERY, self.limits, JPEG_QUALITY)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.slot.close()
+
+
+class SessionPerRequest:
+    """The reference architecture's approach: a new session and a label-file read for every request."""
+
+    def __init__(self, model: Path, labels: Path, runtime: str) -> None:
+        self.model, self.labels, self.runtime = model, labels, runtime
+
+    def score(self, image: bytes) -> float:
+        started = time.perf_counter()
+        slot = ModelSlot()
+        slot.install(load_model(self.model, self.labels, self.runtime))
+        try:
+            run_pipeline(slot, image, QUERY, LIMITS, JPEG_QUALITY)
+        finally:
+            slot.close()
+        return time.perf_counter() - started
