@@ -8,16 +8,20 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from edge_tools.bench.cli import SECTIONS, TITLES, main, run_sections
+from edge_tools.bench.inference_process import free_port
 from edge_tools.bench.machine import describe
 from edge_tools.bench.profile import PROFILES
 from edge_tools.bench.report import TABLE_HEADER, RunInfo, markdown, table
 from edge_tools.bench.results import SectionResult, Spread
+from edge_tools.bench.serving import BareServer, run_block
+from edge_tools.bench.swap import Tally, _client
 from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -125,3 +129,31 @@ def test_a_figure_needs_a_measurement() -> None:
     with pytest.raises(ValueError, match="at least one"):
         Spread.of([])
     assert Spread.of([3.0, 1.0, 2.0]).text(1) == "1.0 / 2.0 / 3.0"
+
+
+def test_a_failed_request_in_a_block_fails_the_block() -> None:
+    def broken(_: bytes) -> float:
+        raise OSError("connection refused")
+
+    with pytest.raises(RuntimeError, match="a benchmark request failed: connection refused"):
+        run_block([lambda _: 0.001, broken], b"image", 4)
+    block = run_block([lambda _: 0.002] * 2, b"image", 6)
+    assert len(block.latencies) == 6 and block.p50 == 0.002 and block.rate > 0
+
+
+def test_swap_clients_count_failures_instead_of_stopping() -> None:
+    tally = Tally()
+    port = free_port()  # nothing listens there
+    _client(port, b"image", threading.Event(), tally, 3)
+    assert tally.latencies == [] and len(tally.failures) == 3
+    assert all(f.startswith("ConnectionRefusedError") for f in tally.failures)
+
+
+@pytest.mark.integration
+def test_a_server_that_exits_before_ready_is_reported(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.onnx"
+    with pytest.raises(
+        RuntimeError, match=r"the bare FastAPI server exited with code 1 before /health/ready"
+    ):
+        BareServer(missing, tmp_path / "labels.txt", "onnx", tmp_path / "bare.log")
+    assert "missing.onnx" in (tmp_path / "bare.log").read_text()
