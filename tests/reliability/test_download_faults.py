@@ -163,11 +163,6 @@ async def test_slow_drip_at_64_kb_per_second_completes(
     _installed_from(settings.model_root, "drip", data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: download.py reports progress only per flushed MiB, and the offset excludes the block "
-    "being written, so a drip shows 0 until the end",
-)
 async def test_slow_drip_reports_progress_while_bytes_flow(
     azurite: Azurite, model_root: Path, client: httpx.AsyncClient
 ) -> None:

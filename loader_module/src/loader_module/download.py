@@ -40,11 +40,14 @@ from loader_module.errors import (
 
 logger = logging.getLogger(__name__)
 
+#: Longest time received bytes wait in memory before they are written (slow links).
+FLUSH_SECONDS = 1.0
 FLUSH_BYTES = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
-#: `(bytes_done, bytes_total, attempt)`, awaited after every flushed MiB and at each attempt start.
+#: `(bytes_done, bytes_total, attempt)`, awaited after every flush (a MiB, or a second's worth)
+#: and at each attempt start.
 ProgressCallback = Callable[[int, int | None, int], Awaitable[None]]
 
 
@@ -265,6 +268,8 @@ class Downloader:
                 # One block is hashed and written in a thread while the next one arrives (hashlib
                 # releases the GIL), so hashing costs little throughput; blocks stay in order.
                 writing: asyncio.Future[None] | None = None
+                loop = asyncio.get_running_loop()
+                flushed_at = loop.time()
                 try:
                     async for chunk in response.aiter_raw():
                         buffer += chunk
@@ -272,12 +277,15 @@ class Downloader:
                         received.bytes += len(chunk)
                         if partial.total is not None and position > partial.total:
                             raise DownloadFailedError("the server sent more bytes than it announced")
-                        if len(buffer) >= FLUSH_BYTES:
+                        # Flush a full block, or whatever arrived within FLUSH_SECONDS: on a slow link
+                        # progress still moves and a cut loses seconds of data, not a whole block.
+                        if len(buffer) >= FLUSH_BYTES or loop.time() - flushed_at >= FLUSH_SECONDS:
                             if writing is not None:
                                 await writing
                             writing = asyncio.ensure_future(asyncio.to_thread(partial.append, bytes(buffer)))
                             buffer.clear()
-                            await on_progress(partial.offset, partial.total, attempt)
+                            flushed_at = loop.time()
+                            await on_progress(position, partial.total, attempt)
                 finally:
                     # Bytes that arrived before a cut are a valid prefix: keep them for the resume.
                     if writing is not None:
