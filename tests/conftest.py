@@ -34,6 +34,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.reliability_seed = secrets.randbelow(2**32)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A soak run makes the reliability tests `LONG_FACTOR` times longer: so is their time limit."""
+    if not config.getoption("--long"):
+        return
+    for item in items:
+        if "reliability" in item.nodeid.split("/"):
+            limit = float(config.getini("timeout") or 300) * LONG_FACTOR
+            item.add_marker(pytest.mark.timeout(limit))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     factor = LONG_FACTOR if config.getoption("--long") else 1
     return f"reliability: seed {config.getoption('--reliability-seed')}, iterations x{factor}"

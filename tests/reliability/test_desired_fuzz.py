@@ -148,7 +148,7 @@ def test_any_twin_section_parses_or_is_refused_without_echoing_a_query(examples:
         assert model.content_md5 is not None or model.content_sha256 is not None
         _assert_no_query(repr(model))
         _assert_no_query(model.url_for_logs)
-        scheme = model.download_url.get_secret_value().split(":", 1)[0]
+        scheme = model.download_url.get_secret_value().split(":", 1)[0].lower()  # case-insensitive (RFC 3986)
         assert scheme == "https" or (allow_http and scheme == "http")
 
     check()
