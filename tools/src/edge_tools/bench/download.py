@@ -148,7 +148,7 @@ def run(profile: Profile, work: Path) -> SectionResult:
     section.goal(
         "throughput", "≥ 0.90× plain httpx", f"{ratio.median:.3f}×", ratio.median >= 0.90,
         f"per MiB the loader's process used {l_cpu.median:.1f} ms of CPU against {p_cpu.median:.1f} ms for "
-        f"plain httpx (+{l_cpu.median - p_cpu.median:.1f} ms), of which hashing MD5 + SHA-256 explains "
+        f"plain httpx ({l_cpu.median - p_cpu.median:+.1f} ms), of which hashing MD5 + SHA-256 explains "
         f"{1000 / hashing.median:.1f} ms (alone {hashing.median:.0f} MiB/s) and writing + fsync "
         f"{1000 / writing.median:.1f} ms (alone {writing.median:.0f} MiB/s), the rest being the loader's "
         f"per-chunk bookkeeping; Azurite (Node.js) serves from the same 2 cores (1-min load average "
