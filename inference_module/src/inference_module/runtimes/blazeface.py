@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,7 @@ from PIL import Image
 
 from inference_module.errors import ModelLoadError
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
-
-try:
-    from ai_edge_litert.interpreter import Interpreter
-except ImportError:  # pragma: no cover - optional fallback; tflite_runtime needs numpy<2
-    from tflite_runtime.interpreter import Interpreter
+from inference_module.runtimes.tflite_pool import Interpreter, InterpreterPool, open_interpreters, warm_up
 
 __all__ = [
     "MIN_CANDIDATE_SCORE",
@@ -309,9 +303,7 @@ class BlazeFaceDetector:
                 f"the model has {self._layout.anchors} anchors, the BlazeFace anchor options give "
                 f"{len(self._anchors)} for a {self._layout.width}×{self._layout.height} input"
             )
-        self._pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for interpreter in interpreters:
-            self._pool.put(interpreter)
+        self._pool = InterpreterPool(interpreters)
         self._metadata = DetectorMetadata(
             runtime="tflite",
             input_shape=(1, self._layout.height, self._layout.width, 3),
@@ -329,17 +321,9 @@ class BlazeFaceDetector:
         """(x_center, y_center, width, height) per anchor, fractions of the input; a copy."""
         return self._anchors.copy()
 
-    @contextmanager
-    def _interpreter(self) -> Iterator[Any]:
-        interpreter = self._pool.get()
-        try:
-            yield interpreter
-        finally:
-            self._pool.put(interpreter)
-
     def detect(self, image: Image.Image) -> RawDetections:
         tensor, box = letterbox(image, self._layout.width, self._layout.height)
-        with self._interpreter() as interpreter:
+        with self._pool.borrow() as interpreter:
             interpreter.set_tensor(self._layout.input_index, tensor)
             interpreter.invoke()
             regressors = interpreter.get_tensor(self._layout.regressors_index)[0]
@@ -347,30 +331,14 @@ class BlazeFaceDetector:
         return decode_detections(regressors, logits, self._anchors, box)
 
     def close(self) -> None:
-        while True:
-            try:
-                self._pool.get_nowait()
-            except queue.Empty:
-                return
+        self._pool.close()
 
 
 def load_blazeface(model_path: Path, options: RuntimeOptions) -> BlazeFaceDetector:
     """One interpreter per pipeline thread, each allocated and warmed once."""
-    interpreters = []
-    try:
-        for _ in range(max(1, options.pipeline_threads)):
-            interpreter = Interpreter(model_path=str(model_path), num_threads=options.tflite_threads)
-            interpreter.allocate_tensors()
-            interpreters.append(interpreter)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"TFLite could not load the model: {exc}") from exc
+    interpreters = open_interpreters(model_path, options)
     detector = BlazeFaceDetector(interpreters)
-    blank = Image.new("RGB", (detector.metadata.input_shape[2], detector.metadata.input_shape[1]))
-    try:
-        for _ in interpreters:
-            detector.detect(blank)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
+    warm_up(detector, len(interpreters))
     logger.info(
         "BlazeFace model loaded: %d anchors, %d interpreters", len(detector.anchors), len(interpreters)
     )

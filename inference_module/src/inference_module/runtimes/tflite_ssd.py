@@ -9,11 +9,8 @@ borrows one from a small pool.
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +21,7 @@ from PIL import Image
 from inference_module.errors import ModelLoadError
 from inference_module.resize import configure_resize_threads, resize_rgb
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
-
-try:
-    from ai_edge_litert.interpreter import Interpreter
-except ImportError:  # pragma: no cover - optional fallback; tflite_runtime needs numpy<2
-    from tflite_runtime.interpreter import Interpreter
+from inference_module.runtimes.tflite_pool import InterpreterPool, open_interpreters, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +44,7 @@ class TfliteSsdDetector:
         self._height, self._width = int(detail["shape"][1]), int(detail["shape"][2])
         self._boxes, self._classes, self._scores, self._count = _output_indices(first.get_output_details())
         self._local = threading.local()
-        self._pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for interpreter in interpreters:
-            self._pool.put(interpreter)
+        self._pool = InterpreterPool(interpreters)
         names = {int(item["index"]): str(item["name"]) for item in first.get_output_details()}
         self._metadata = DetectorMetadata(
             runtime="tflite",
@@ -81,17 +72,9 @@ class TfliteSsdDetector:
         scaled -= np.float32(1.0)
         return scaled
 
-    @contextmanager
-    def _interpreter(self) -> Iterator[Any]:
-        interpreter = self._pool.get()
-        try:
-            yield interpreter
-        finally:
-            self._pool.put(interpreter)
-
     def detect(self, image: Image.Image) -> RawDetections:
         tensor = self.preprocess(image)
-        with self._interpreter() as interpreter:
+        with self._pool.borrow() as interpreter:
             interpreter.set_tensor(self._input_index, tensor)
             interpreter.invoke()
             boxes = interpreter.get_tensor(self._boxes)
@@ -106,11 +89,7 @@ class TfliteSsdDetector:
         )
 
     def close(self) -> None:
-        while True:
-            try:
-                self._pool.get_nowait()
-            except queue.Empty:
-                return
+        self._pool.close()
 
 
 def _output_indices(details: list[dict[str, Any]]) -> tuple[int, int, int, int]:
@@ -132,19 +111,7 @@ def _output_indices(details: list[dict[str, Any]]) -> tuple[int, int, int, int]:
 def load_tflite_ssd(model_path: Path, options: RuntimeOptions) -> TfliteSsdDetector:
     """One interpreter per pipeline thread, each allocated and warmed once."""
     configure_resize_threads(1)
-    interpreters = []
-    try:
-        for _ in range(options.pipeline_threads):
-            interpreter = Interpreter(model_path=str(model_path), num_threads=options.tflite_threads)
-            interpreter.allocate_tensors()
-            interpreters.append(interpreter)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"TFLite could not load the model: {exc}") from exc
+    interpreters = open_interpreters(model_path, options)
     detector = TfliteSsdDetector(interpreters)
-    blank = Image.new("RGB", (detector.metadata.input_shape[2], detector.metadata.input_shape[1]))
-    try:
-        for _ in interpreters:
-            detector.detect(blank)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
+    warm_up(detector, len(interpreters))
     return detector
