@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
 import queue
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -25,6 +23,8 @@ from urllib.parse import quote
 
 import trustme
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings, generate_blob_sas
+
+from edge_tools.procs import stop_process
 
 ACCOUNT = "devstoreaccount1"
 # The emulator's well-known public key (documented by Microsoft; not a secret).
@@ -141,15 +141,7 @@ class Azurite:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout)
+        stop_process(process, timeout)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -18,6 +18,7 @@ from types import TracebackType
 
 from edge_shared.repository import ModelManifest, ModelRepository
 from edge_tools.fixtures import FixtureCatalog
+from edge_tools.procs import stop_process
 from inference_module.service import file_sha256
 
 READY_TIMEOUT = 60.0
@@ -144,10 +145,5 @@ class InferenceProcess:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(30)
+        stop_process(self.process, 30)
         self.process = None

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from edge_tools.procs import stop_process
+
 logger = logging.getLogger(__name__)
 
 
@@ -106,18 +108,8 @@ class ManagedProcess:
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop on SIGTERM; killing", self.name)
-        # The group may hold children even after the leader exited.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
+        if stop_process(process, timeout) is None:
+            logger.warning("%s did not exit even after SIGKILL", self.name)
         if self._reader is not None:
             self._reader.join(timeout=5)
         if process.stdout is not None:
