@@ -40,6 +40,7 @@ WAIT = 60.0
 #: The SDK retries its connection every ~10 s: long enough for one or two retries after a restart.
 RECONNECT_WAIT = 90.0
 INFERENCE_KILLS = 4
+SIMULATOR_KILLS = 1
 MQTT_PORT = 8883
 
 
@@ -119,8 +120,15 @@ def _check_end_state(stack: LocalStack, version: str) -> int:
 
 
 def test_simulator_killed_during_the_download_update_completes_and_is_announced(
-    stack: LocalStack, catalog: FixtureCatalog
+    stack: LocalStack, catalog: FixtureCatalog, soak_factor: int
 ) -> None:
+    for _ in range(SIMULATOR_KILLS * soak_factor):
+        copies = _kill_simulator_during_download(stack, catalog)
+        assert copies in (1, 2), f"{copies} announcements routed"
+        logger.info("simulator killed during download: %d announcement(s) routed", copies)
+
+
+def _kill_simulator_during_download(stack: LocalStack, catalog: FixtureCatalog) -> int:
     assert stack.azurite is not None
     data = padded_zip(catalog, "tiny-yolo-2", padding=1024 * 1024)
     version = unique("sim-kill-download")
@@ -133,14 +141,19 @@ def test_simulator_killed_during_the_download_update_completes_and_is_announced(
         stack.wait_for("the download to start", lambda: proxy.downstream_bytes >= 64 * 1024, timeout=WAIT)
         stack.restart_simulator(kill=True)
         assert proxy.downstream_bytes < len(data)  # killed mid-download
-        copies = _check_end_state(stack, version)
-    assert copies in (1, 2), f"{copies} announcements routed"
-    logger.info("simulator killed during download: %d announcement(s) routed", copies)
+        return _check_end_state(stack, version)
 
 
 def test_simulator_killed_during_the_announcement_update_completes_and_is_announced(
-    stack: LocalStack, catalog: FixtureCatalog
+    stack: LocalStack, catalog: FixtureCatalog, soak_factor: int
 ) -> None:
+    for _ in range(SIMULATOR_KILLS * soak_factor):
+        copies = _kill_simulator_during_announcement(stack, catalog)
+        assert copies in (1, 2), f"{copies} announcements routed"
+        logger.info("simulator killed during the announcement: %d announcement(s) routed", copies)
+
+
+def _kill_simulator_during_announcement(stack: LocalStack, catalog: FixtureCatalog) -> int:
     assert stack.azurite is not None
     repo = ModelRepository(stack.endpoints.model_root)
     # A big file makes unpacking and fsyncing last long enough to freeze the simulator before the send.
@@ -154,7 +167,7 @@ def test_simulator_killed_during_the_announcement_update_completes_and_is_announ
         hub.patch_module_desired(stack.endpoints.device_id, "loader", desired)
     # Unpacking starts once the `installing` report was acknowledged: from here until the announcement
     # the loader does not talk to edgeHub, so a frozen simulator does not hold it up.
-    unpacking = _poll(lambda: repo.staging_dir.is_dir() and any(repo.staging_dir.iterdir()), within=WAIT)
+    unpacking = _poll(lambda: any(repo.staging_dir.glob("unpack-*")), within=WAIT)
     assert unpacking, "the loader never started unpacking"
     simulator = stack.processes["edgehub"]
     assert simulator.pid is not None
@@ -168,9 +181,7 @@ def test_simulator_killed_during_the_announcement_update_completes_and_is_announ
         assert sent, "the loader did not send DLModelOutput"
     finally:
         stack.restart_simulator(kill=True)  # SIGKILL works on a stopped process
-    copies = _check_end_state(stack, version)
-    assert copies in (1, 2), f"{copies} announcements routed"
-    logger.info("simulator killed during the announcement: %d announcement(s) routed", copies)
+    return _check_end_state(stack, version)
 
 
 def test_inference_killed_at_random_moments_around_swaps_serves_current(
