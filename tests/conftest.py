@@ -7,6 +7,7 @@ the report header, so any failing run can be replayed exactly with `--reliabilit
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--reliability-seed") is None:
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and "reliability_seed" in workerinput:
+        # An xdist worker takes the controller's seed, so one printed seed replays the whole run.
+        config.option.reliability_seed = workerinput["reliability_seed"]
+    elif config.getoption("--reliability-seed") is None:
         config.option.reliability_seed = secrets.randbelow(2**32)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist (controller side): hand the run's seed to each worker."""
+    node.workerinput["reliability_seed"] = node.config.option.reliability_seed
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,9 +55,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(limit))
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def _describe(config: pytest.Config) -> str:
     factor = LONG_FACTOR if config.getoption("--long") else 1
     return f"reliability: seed {config.getoption('--reliability-seed')}, iterations x{factor}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _describe(config)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Also at the end (the header is hidden by `-q`), when reliability tests ran."""
+    reports = [r for group in terminalreporter.stats.values() for r in group if hasattr(r, "nodeid")]
+    if any("tests/reliability/" in r.nodeid for r in reports):
+        terminalreporter.write_line(_describe(config) + " (replay with --reliability-seed)")
 
 
 @pytest.fixture(scope="session")
