@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
+from edge_tools.stack.stack import REPO_ROOT
+
 #: How many times more iterations (and hypothesis examples) a `--long` run makes.
 LONG_FACTOR = 10
 
@@ -81,3 +84,9 @@ def soak_factor(pytestconfig: pytest.Config) -> int:
 def reliability_seed(pytestconfig: pytest.Config) -> int:
     seed: int = pytestconfig.getoption("--reliability-seed")
     return seed
+
+
+@pytest.fixture(scope="session")
+def catalog() -> FixtureCatalog:
+    """The fixture models and images `make fixtures` built (built here when missing or stale)."""
+    return ensure_fixtures(REPO_ROOT / "build" / "fixtures")

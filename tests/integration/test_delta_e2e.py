@@ -18,18 +18,13 @@ import pytest
 
 from edge_shared.repository import MANIFEST_FILE, ModelRepository
 from edge_tools.delta.zipscan import read_files
-from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
+from edge_tools.fixtures import FixtureCatalog
 from edge_tools.stack.demo import wait_until_serving
-from edge_tools.stack.stack import REPO_ROOT, LocalStack
+from edge_tools.stack.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
 WAIT = 60.0
-
-
-@pytest.fixture(scope="module")
-def catalog() -> FixtureCatalog:
-    return ensure_fixtures(REPO_ROOT / "build" / "fixtures")
 
 
 @pytest.fixture(scope="module")

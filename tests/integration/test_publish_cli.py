@@ -17,18 +17,12 @@ import pytest
 
 from edge_shared.desired import parse_desired
 from edge_tools.azurite import Azurite
-from edge_tools.fixtures import ensure_fixtures
 from edge_tools.fixtures.catalog import FixtureCatalog
-from edge_tools.stack.stack import DEFAULT_MANIFEST, REPO_ROOT
+from edge_tools.stack.stack import DEFAULT_MANIFEST
 from edgehub_sim.server import EdgeHubSimulator
 from tests.edgehub_sim.conftest import start_simulator
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def catalog() -> FixtureCatalog:
-    return ensure_fixtures(REPO_ROOT / "build" / "fixtures")
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ import pytest
 
 from edge_shared.repository import ModelRepository
 from edge_tools.faultproxy import FaultProxy, Policy
-from edge_tools.fixtures import FixtureCatalog, digests, ensure_fixtures
+from edge_tools.fixtures import FixtureCatalog, digests
 from edge_tools.stack.demo import publish, wait_until_serving
-from edge_tools.stack.stack import REPO_ROOT, LocalStack
+from edge_tools.stack.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +36,6 @@ WAIT = 60.0
 #: Long enough for the SDK's 10 s reconnect interval after the simulator comes back.
 RECONNECT_WAIT = 90.0
 JPEG = {"Content-Type": "image/jpeg"}
-
-
-@pytest.fixture(scope="module")
-def catalog() -> FixtureCatalog:
-    return ensure_fixtures(REPO_ROOT / "build" / "fixtures")
 
 
 @pytest.fixture(scope="module")

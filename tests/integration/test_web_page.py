@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
+from edge_tools.fixtures import FixtureCatalog
 from edge_tools.stack.processes import ManagedProcess
 from tests.inference.helpers import install_model
 
@@ -41,11 +41,6 @@ TIMEOUT_MS = 30_000
 #: with the painted squares to the blob detector's accuracy (100 px anchors; one square is 120 px).
 PIXEL_SLACK = 2.0
 TRUTH_SLACK = 0.06
-
-
-@pytest.fixture(scope="module")
-def catalog() -> FixtureCatalog:
-    return ensure_fixtures(REPO_ROOT / "build" / "fixtures")
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
-from edge_tools.stack.stack import REPO_ROOT
+from edge_tools.fixtures import FixtureCatalog
 from inference_module.api import create_app
 from inference_module.settings import InferenceSettings
 from tests.inference.helpers import install_model, serve_in_thread
@@ -60,11 +59,6 @@ def fuzz_api(url: str, examples: int, *, model_loaded: bool) -> list[str]:
         check()
         seen.append(f"{operation.method.upper()} {operation.path}")
     return seen
-
-
-@pytest.fixture(scope="module")
-def catalog() -> FixtureCatalog:
-    return ensure_fixtures(REPO_ROOT / "build" / "fixtures")
 
 
 @pytest.mark.parametrize("state", ["no-model", "tflite"])

@@ -25,11 +25,11 @@ import pytest
 
 from edge_shared.repository import ModelRepository
 from edge_tools.faultproxy import FaultProxy, Policy
-from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
+from edge_tools.fixtures import FixtureCatalog
 from edge_tools.publish.connstr import HubConnection
 from edge_tools.publish.sas import hub_sas_token
 from edge_tools.stack.demo import publish, wait_until_serving
-from edge_tools.stack.stack import REPO_ROOT, LocalStack, read_env_file
+from edge_tools.stack.stack import LocalStack, read_env_file
 from tests.integration.test_system import full_desired, model_update, padded_zip, served_version, unique
 from tests.reliability.invariants import assert_consistent, rng_for
 
@@ -42,11 +42,6 @@ RECONNECT_WAIT = 90.0
 INFERENCE_KILLS = 4
 SIMULATOR_KILLS = 1
 MQTT_PORT = 8883
-
-
-@pytest.fixture(scope="module")
-def catalog() -> FixtureCatalog:
-    return ensure_fixtures(REPO_ROOT / "build" / "fixtures")
 
 
 @pytest.fixture(scope="module")
