@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from edge_shared.delta import (
     DeltaError,
     DeltaFormatError,
     DeltaIntegrityError,
+    DeltaLimits,
     apply_delta,
     read_delta_header,
 )
@@ -28,6 +31,7 @@ from edge_tools.fixtures import (
     make_model_zip,
     ssd_labelmap_text,
 )
+from edge_tools.publish.zipwriter import PACK_CHUNK, ZipEntry, write_zip
 
 
 @dataclass(frozen=True)
@@ -286,14 +290,17 @@ def test_overlapping_tensor_regions_are_refused(tmp_path: Path) -> None:
         apply_delta(delta, tmp_path / "base", tmp_path / "out.zip")
 
 
-def _big_onnx(*, seed: int, scale: float = 1.0) -> bytes:
+_SMALL_SHAPES = ((64, 32, 3, 3), (128, 64, 1, 1), (255,))
+
+
+def _big_onnx(*, seed: int, scale: float = 1.0, shapes: tuple[tuple[int, ...], ...] = _SMALL_SHAPES) -> bytes:
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
     rng = np.random.default_rng(seed)
     model = onnx.load_from_string(build_yolo_onnx("v1"))
-    for index, shape in enumerate(((64, 32, 3, 3), (128, 64, 1, 1), (255,))):
+    for index, shape in enumerate(shapes):
         value = (rng.standard_normal(shape) * scale).astype(np.float32)
         model.graph.initializer.append(numpy_helper.from_array(value, name=f"w{index}"))
     return bytes(model.SerializeToString())
@@ -307,3 +314,60 @@ def test_bsdiff_size_claim_is_checked_before_allocating() -> None:
         bsdiff_apply(b"base", patch, 10)
     with pytest.raises(DeltaIntegrityError, match="not a bsdiff4 patch"):
         bsdiff_apply(b"base", b"garbage", 10)
+
+
+@functools.cache
+def published_pair() -> Pair:
+    """A fine-tuned 3.6 MB model, both ZIPs packed as `edge-model publish <folder>` packs them."""
+    shapes = ((256, 128, 3, 3), (128, 256, 3, 3), (255, 256, 1, 1))
+
+    def packed(model: bytes) -> bytes:
+        return write_zip([ZipEntry("model.onnx", model), ZipEntry("labels.txt", b"person\ncar\n")])[0]
+
+    return Pair(
+        packed(_big_onnx(seed=5, shapes=shapes)), packed(_big_onnx(seed=5, scale=1.001, shapes=shapes))
+    )
+
+
+@functools.cache
+def published_delta() -> bytes:
+    pair = published_pair()
+    return make_delta(pair.base_zip, pair.target_zip, base_version="1", target_version="2").delta
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_published_zip_with_a_chunked_model_is_rebuilt_exactly_on_any_thread_count(
+    tmp_path: Path, threads: int
+) -> None:
+    pair = published_pair()
+    base_files = install_base(pair.base_zip, tmp_path / "base")
+    delta = tmp_path / "delta.emdelta"
+    delta.write_bytes(published_delta())
+    model = next(m for m in read_delta_header(delta).members if m.file == "model.onnx")
+    assert (model.strategy, model.chunk_size) == (zlib.Z_RLE, PACK_CHUNK)
+    out = tmp_path / "out.zip"
+    result = apply_delta(
+        delta, tmp_path / "base", out, base_files=base_files, limits=DeltaLimits(deflate_threads=threads)
+    )
+    assert out.read_bytes() == pair.target_zip
+    assert result.kinds["model.onnx"] == "tensor-delta"
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [{"chunk_size": 2 * PACK_CHUNK}, {"chunk_size": None}, {"strategy": zlib.Z_DEFAULT_STRATEGY}],
+    ids=["other-chunk-size", "one-stream", "default-strategy"],
+)
+def test_wrong_recorded_chunking_or_strategy_is_caught(tmp_path: Path, recipe: dict[str, object]) -> None:
+    pair = published_pair()
+    install_base(pair.base_zip, tmp_path / "base")
+    delta = tmp_path / "delta.emdelta"
+    delta.write_bytes(published_delta())
+    members = [dict(m) for m in _header(delta)["members"]]  # type: ignore[attr-defined]
+    for member in members:
+        if member["file"] == "model.onnx":
+            member.update(recipe)
+    _rewrite_header(delta, members=members)
+    with pytest.raises(DeltaIntegrityError):
+        apply_delta(delta, tmp_path / "base", tmp_path / "out.zip")
+    assert not (tmp_path / "out.zip").exists()

@@ -88,6 +88,8 @@ def test_output_over_the_limit_is_refused(delta: Path) -> None:
         (lambda h: h["skeleton"].update(offset=-1), "skeleton.offset"),
         (lambda h: h["files"][0].update(kind="xdelta"), "files.0"),
         (lambda h: h["members"][0].update(level=12), "members.0.level"),
+        (lambda h: h["members"][0].update(strategy=5), "members.0.strategy"),
+        (lambda h: h["members"][0].update(chunk_size=100), "members.0.chunk_size"),
     ],
 )
 def test_malformed_headers_name_the_bad_field(delta: Path, mutate: object, message: str) -> None:

@@ -7,10 +7,12 @@ import io
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_tools.delta import encode
 from edge_tools.delta import make_delta as real_make_delta
+from edge_tools.delta.zipscan import read_files
 from edge_tools.publish import delta as publish_delta
 from edge_tools.publish.delta import (
     DeltaPublishError,
@@ -21,6 +23,7 @@ from edge_tools.publish.delta import (
     delta_file_name,
 )
 from edge_tools.publish.package import ModelPackage, PackageError, load_package
+from edge_tools.publish.zipwriter import PACKED_RLE, pack_member
 from tests.tools.test_delta_produce import package, weights_model
 
 
@@ -102,3 +105,46 @@ def test_store_model_keeps_the_model_uncompressed_and_only_for_folders(tmp_path:
     (tmp_path / "m.zip").write_bytes(data)
     with pytest.raises(PackageError, match="applies to a folder"):
         load_package(tmp_path / "m.zip", version="1", store_model=True)
+
+
+def test_repack_rewrites_a_foreign_zip_with_the_same_files_in_delta_ready_chunks(tmp_path: Path) -> None:
+    model = np.random.default_rng(9).standard_normal(600_000).astype(np.float32).tobytes()  # 2.4 MB
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("det/", (2023, 3, 4, 5, 6, 8)), b"")
+        archive.writestr(
+            zipfile.ZipInfo("det/model.onnx", (2023, 3, 4, 5, 6, 8)), model, zipfile.ZIP_DEFLATED
+        )
+        archive.writestr(
+            zipfile.ZipInfo("det/labels.txt", (2023, 3, 4, 5, 6, 10)), "a\nb\n", zipfile.ZIP_DEFLATED
+        )
+    source = tmp_path / "foreign.zip"
+    source.write_bytes(buffer.getvalue())
+
+    assert load_package(source, version="1").data == buffer.getvalue()  # published as it is by default
+    package = load_package(source, version="1", repack=True)
+    assert package.file_name == "foreign.zip"
+    assert read_files(package.data) == read_files(buffer.getvalue())
+    with zipfile.ZipFile(io.BytesIO(package.data)) as archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        assert sorted(infos) == ["det/labels.txt", "det/model.onnx"]  # the directory entry is dropped
+        assert infos["det/labels.txt"].date_time == (2023, 3, 4, 5, 6, 10)
+        start = infos["det/model.onnx"].header_offset + 30 + len("det/model.onnx")
+        stored = package.data[start : start + infos["det/model.onnx"].compress_size]
+    assert (PACKED_RLE, stored) == pack_member(model)
+
+    stored_model = load_package(source, version="1", repack=True, store_model=True).data
+    with zipfile.ZipFile(io.BytesIO(stored_model)) as archive:
+        assert archive.getinfo("det/model.onnx").compress_type == zipfile.ZIP_STORED
+
+
+@pytest.mark.parametrize("damage", ["not-a-zip", "bad-crc"])
+def test_repack_of_a_damaged_zip_is_a_package_error(tmp_path: Path, damage: str) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("model.onnx", b"weights-" * 100)
+        archive.writestr("labels.txt", b"a\n")
+    data = buffer.getvalue().replace(b"weights-", b"weightz-", 1) if damage == "bad-crc" else b"plain text"
+    (tmp_path / "m.zip").write_bytes(data)
+    with pytest.raises(PackageError, match="cannot repack"):
+        load_package(tmp_path / "m.zip", version="1", repack=True)

@@ -1,10 +1,11 @@
 """Rebuild the exact target ZIP from an installed base version and an `emdelta/1` delta.
 
 Blocking work (call through `asyncio.to_thread`). Members are handled one at a time in ZIP order: each
-file is reconstructed, checked against its SHA-256, deflated with the recorded zlib settings and written
-into the ZIP at once, so memory stays near base model + target model. The rebuilt ZIP's SHA-256 must be
-the one the delta names (and the caller's, when given): the loader can then verify, unpack and install
-it exactly as a downloaded ZIP, signature included.
+file is reconstructed, checked against its SHA-256, deflated with the recorded zlib settings (chunked
+members on `DeltaLimits.deflate_threads` threads) and written into the ZIP at once, so memory stays near
+base model + target model. The rebuilt ZIP's SHA-256 must be the one the delta names (and the caller's,
+when given): the loader can then verify, unpack and install it exactly as a downloaded ZIP, signature
+included.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import hashlib
 import logging
 import os
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +34,12 @@ from edge_shared.delta.container import (
     read_blob,
     read_header,
 )
+from edge_shared.delta.deflate import deflate_pieces
 from edge_shared.delta.errors import DeltaBaseError, DeltaFormatError, DeltaIntegrityError
 from edge_shared.errors import UnsafePathError
 from edge_shared.repository import resolve_under
 
 logger = logging.getLogger(__name__)
-_WRITE_BLOCK = 1024 * 1024
 _Emit = Callable[[bytes | memoryview], None]
 
 
@@ -190,7 +190,7 @@ def _rebuild(
             data = _reconstruct(handle, opened, entry, base_dir, limits)
             files[entry.name] = entry.sha256
             started = time.perf_counter()
-            _emit_member(member, data, emit)
+            _emit_member(member, data, emit, limits.deflate_threads)
             deflate_seconds += time.perf_counter() - started
             del data
         emit(memoryview(skeleton)[position:])
@@ -201,23 +201,15 @@ def _rebuild(
     return _Rebuilt(digest.hexdigest(), written, files, deflate_seconds)
 
 
-def _emit_member(member: Member, data: bytes | bytearray, emit: _Emit) -> None:
+def _emit_member(member: Member, data: bytes | bytearray, emit: _Emit, workers: int) -> None:
     produced = 0
     if member.method == 0:
         produced = len(data)
         emit(memoryview(data))
     else:
-        compressor = zlib.compressobj(
-            member.level, zlib.DEFLATED, -15, member.mem_level, zlib.Z_DEFAULT_STRATEGY
-        )
-        view = memoryview(data)
-        for start in range(0, max(len(data), 1), _WRITE_BLOCK):
-            chunk = compressor.compress(view[start : start + _WRITE_BLOCK])
-            produced += len(chunk)
-            emit(chunk)
-        tail = compressor.flush()
-        produced += len(tail)
-        emit(tail)
+        for piece in deflate_pieces(data, member.deflate, workers):
+            produced += len(piece)
+            emit(piece)
     if produced != member.compressed_size:
         raise DeltaIntegrityError(f"{member.file}: recompressed size differs from the target ZIP's")
 

@@ -21,6 +21,7 @@ from typing import Annotated, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge_shared.delta.deflate import MIN_CHUNK, DeflateSettings, Strategy
 from edge_shared.delta.errors import DeltaFormatError, UnsupportedDeltaVersionError
 
 MAGIC = b"EMDELTA\n"
@@ -35,11 +36,13 @@ GenericCodec = Literal["bsdiff4", "zstd-ref"]
 
 @dataclass(frozen=True)
 class DeltaLimits:
-    """Bounds on what an untrusted delta may ask of the applier."""
+    """Bounds on what an untrusted delta may ask of the applier, and on what the applier may use."""
 
     max_header_bytes: int = 4 * 1024 * 1024
     max_output_bytes: int = 2 * 1024 * 1024 * 1024
     max_window_log: int = 27
+    deflate_threads: int = 2
+    """Threads re-deflating a chunked member: two halve the time and leave other cores to inference."""
 
 
 class _Strict(BaseModel):
@@ -114,7 +117,11 @@ FileEntry = Annotated[SameFile | FullFile | GenericFile | TensorFile, Field(disc
 
 
 class Member(_Strict):
-    """A ZIP member rebuilt from `file`, deflated with these zlib settings, placed at `skeleton_offset`."""
+    """A ZIP member rebuilt from `file`, deflated with these zlib settings, placed at `skeleton_offset`.
+
+    `strategy` and `chunk_size` (independent deflate chunks, `edge_shared.delta.deflate`) came after the
+    first deltas; their defaults are what those deltas meant: one stream, default strategy.
+    """
 
     file: Annotated[str, Field(min_length=1, max_length=1024)]
     skeleton_offset: Size
@@ -122,6 +129,12 @@ class Member(_Strict):
     method: Literal[0, 8]
     level: Annotated[int, Field(ge=0, le=9)] = 6
     mem_level: Annotated[int, Field(ge=1, le=9)] = 8
+    strategy: Strategy = 0
+    chunk_size: Annotated[int, Field(ge=MIN_CHUNK, le=64 * 1024 * 1024)] | None = None
+
+    @property
+    def deflate(self) -> DeflateSettings:
+        return DeflateSettings(self.level, self.mem_level, self.strategy, self.chunk_size)
 
 
 class TargetZip(_Strict):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edge_tools.bench.profile import Profile
 from edge_tools.bench.results import SectionResult
-from edge_tools.delta.bench import STORED_ROW
+from edge_tools.delta.bench import EXTRA_ROWS
 from edge_tools.delta.bench import run as run_delta
 
 #: change (a row of the delta bench) → largest share of the new ZIP the delta may take.
@@ -27,7 +27,9 @@ def run(profile: Profile, work: Path) -> SectionResult:
         title="Delta updates",
         setup=(
             "`edge_tools.delta.bench`: the tiny-YOLOv3-interface fixture plus initializers shaped like "
-            "tiny-YOLOv3's 13 convolutions (35.5 MB ONNX, deflated ZIP ~32.9 MB). Share = delta / new ZIP; "
+            "tiny-YOLOv3's 13 convolutions (35.5 MB ONNX, deflated ZIP ~32.9 MB), packed as "
+            "`edge-model publish <folder>` packs it (model in independent 1 MiB deflate chunks); the last "
+            "rows repeat the full fine-tune with ZIPs written elsewhere. Share = delta / new ZIP; "
             f"apply = `apply_delta` in a fresh process, {repeat} runs, checked byte-identical; peak = RSS "
             "high-water mark above the process's baseline."
         ),
@@ -49,16 +51,16 @@ def run(profile: Profile, work: Path) -> SectionResult:
     section.goal("full retrain ships the full ZIP", "full", retrain.decision, retrain.decision == "full")
     peak = max(row.apply_peak_mb / row.model_mb for row in rows)
     section.goal("apply memory", "≤ 2.5× the model", f"{peak:.1f}×", peak <= 2.5, "")
-    deflated = [row for row in rows if row.change != STORED_ROW and row.decision == "delta"]
-    worst = max(deflated, key=lambda row: statistics.median(row.apply_seconds))
+    published = [row for row in rows if row.change not in EXTRA_ROWS and row.decision == "delta"]
+    worst = max(published, key=lambda row: statistics.median(row.apply_seconds))
     apply_median = statistics.median(worst.apply_seconds)
-    stored = by_change[STORED_ROW]
     section.goal(
-        "apply time (model member deflated)", "< 1 s", f"{apply_median:.2f} s (slowest change, median)",
+        "apply time (ZIP from `edge-model publish`)", "< 1 s",
+        f"{apply_median:.2f} s (slowest change, median)",
         apply_median < 1.0,
-        f"rebuilding the exact signed ZIP needs one zlib level-6 deflate pass over the model: "
-        f"{statistics.median(worst.deflate_seconds):.2f} s of the {apply_median:.2f} s; with the model "
-        f"stored (`edge-model publish --store-model`) the same delta applies in "
-        f"{statistics.median(stored.apply_seconds):.2f} s",
+        f"of which re-deflating the model {statistics.median(worst.deflate_seconds):.2f} s; "
+        + "; ".join(
+            f"{change}: {statistics.median(by_change[change].apply_seconds):.2f} s" for change in EXTRA_ROWS
+        ),
     )  # fmt: skip
     return section

@@ -2,7 +2,8 @@
 
 The skeleton is the ZIP with the compressed data of each rebuildable member cut out (headers, central
 directory and everything else stay). A member is rebuildable when zlib, with settings found here, deflates
-its file back to the very same bytes; the applier does the same deflate. Members that cannot be
+its file back to the very same bytes (one stream, as `zipfile` and Info-ZIP write, or the independent
+chunks `edge-model publish` writes); the applier does the same deflate. Members that cannot be
 reproduced (another compressor, another zlib) stay whole inside the skeleton.
 
 File names follow the loader's unpack rule (design §6): directories and `__MACOSX/` are skipped and one
@@ -14,19 +15,24 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 from edge_shared.delta.container import Member
+from edge_shared.delta.deflate import DeflateSettings, deflate_pieces
+from edge_tools.publish.zipwriter import PACKED_DEFAULT, PACKED_RLE
 
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")
 _LOCAL_MAGIC = b"PK\x03\x04"
 _IGNORED_PREFIXES = ("__MACOSX/",)
-# Python's zipfile and Info-ZIP use level 6; the rest are tried when it does not reproduce the bytes.
-_LEVELS = (6, 9, 1, 5, 4, 3, 2, 7, 8)
-_MEM_LEVELS = (8, 9)
-_BLOCK = 1024 * 1024
+# Tried in order: what `edge-model publish` writes, then one stream at level 6 (Python's zipfile and
+# Info-ZIP), then the other levels. A wrong candidate fails within its first chunk or block.
+_CANDIDATES = (
+    PACKED_RLE,
+    PACKED_DEFAULT,
+    *(DeflateSettings(level, mem_level) for mem_level in (8, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8)),
+)
 
 
 class ZipScanError(ValueError):
@@ -78,7 +84,7 @@ def scan_zip(data: bytes) -> ScannedZip:
             files = {mapping[i.filename]: archive.read(i) for i in infos if i.filename in mapping}
     except zipfile.BadZipFile as exc:
         raise ZipScanError(f"not a ZIP archive: {exc}") from exc
-    cuts: list[tuple[int, int, str, int, int, int]] = []  # data start, length, file, method, level, mem
+    cuts: list[tuple[int, int, str, DeflateSettings | None]] = []  # data start, length, file, deflate
     verbatim: list[str] = []
     for info in infos:
         name = mapping.get(info.filename)
@@ -86,27 +92,30 @@ def scan_zip(data: bytes) -> ScannedZip:
             continue
         start = _data_start(data, info)
         compressed = data[start : start + info.compress_size]
-        settings = _reproduce(files[name], info.compress_type, compressed)
+        if info.compress_type == zipfile.ZIP_STORED and files[name] == compressed:
+            cuts.append((start, info.compress_size, name, None))
+            continue
+        settings = _reproduce(files[name], compressed) if info.compress_type == zipfile.ZIP_DEFLATED else None
         if settings is None:
             verbatim.append(name)
             continue
-        cuts.append((start, info.compress_size, name, info.compress_type, *settings))
+        cuts.append((start, info.compress_size, name, settings))
     cuts.sort()
     skeleton = bytearray()
     members: list[Member] = []
     position = 0
-    for start, length, name, method, level, mem_level in cuts:
+    for start, length, name, settings in cuts:
         if start < position:
             raise ZipScanError("member data regions overlap")
         skeleton += data[position:start]
+        recipe = {"level": 0} if settings is None else _recipe(settings)
         members.append(
             Member(
                 file=name,
                 skeleton_offset=len(skeleton),
                 compressed_size=length,
-                method=0 if method == zipfile.ZIP_STORED else 8,
-                level=level,
-                mem_level=mem_level,
+                method=0 if settings is None else 8,
+                **recipe,
             )
         )
         position = start + length
@@ -131,28 +140,29 @@ def _data_start(data: bytes, info: zipfile.ZipInfo) -> int:
     return offset + _LOCAL_HEADER.size + name_length + extra_length
 
 
-def _reproduce(content: bytes, method: int, compressed: bytes) -> tuple[int, int] | None:
-    """(level, mem_level) with which zlib rebuilds `compressed` from `content`, or None."""
-    if method == zipfile.ZIP_STORED:
-        return (0, 8) if content == compressed else None
-    if method != zipfile.ZIP_DEFLATED:
-        return None
-    for mem_level in _MEM_LEVELS:
-        for level in _LEVELS:
-            if _deflates_to(content, compressed, level, mem_level):
-                return level, mem_level
-    return None
+def _reproduce(content: bytes, compressed: bytes) -> DeflateSettings | None:
+    """The zlib settings that deflate `content` to exactly `compressed`, or None."""
+    return next((c for c in _CANDIDATES if _deflates_to(content, compressed, c)), None)
 
 
-def _deflates_to(content: bytes, compressed: bytes, level: int, mem_level: int) -> bool:
-    """Deflate block by block and stop at the first byte that differs (most candidates fail early)."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, mem_level, zlib.Z_DEFAULT_STRATEGY)
-    view = memoryview(content)
+def _recipe(settings: DeflateSettings) -> dict[str, Any]:
+    return {
+        "level": settings.level,
+        "mem_level": settings.mem_level,
+        "strategy": settings.strategy,
+        "chunk_size": settings.chunk_size,
+    }
+
+
+def _deflates_to(content: bytes, compressed: bytes, settings: DeflateSettings) -> bool:
+    """Deflate piece by piece and stop at the first byte that differs (most candidates fail early)."""
     produced = 0
-    for start in range(0, max(len(content), 1), _BLOCK):
-        chunk = compressor.compress(view[start : start + _BLOCK])
-        if compressed[produced : produced + len(chunk)] != chunk:
-            return False
-        produced += len(chunk)
-    tail = compressor.flush()
-    return compressed[produced:] == tail
+    pieces = deflate_pieces(content, settings)
+    try:
+        for piece in pieces:
+            if compressed[produced : produced + len(piece)] != piece:
+                return False
+            produced += len(piece)
+    finally:
+        pieces.close()
+    return produced == len(compressed)

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="when zipping a folder, store the model uncompressed (deltas then apply without a deflate pass)",
     )
     publish.add_argument(
+        "--repack",
+        action="store_true",
+        help="rewrite a ZIP as a folder is zipped, so a device applying a delta to it re-deflates its "
+        "model in parallel chunks (the published ZIP then differs from the file)",
+    )
+    publish.add_argument(
         "--cache-dir",
         type=Path,
         default=None,
@@ -133,7 +139,11 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
             "no storage connection string (--storage-connection-string or EDGE_STORAGE_CONNECTION_STRING)"
         )
     package = load_package(
-        args.source, version=args.version, file_name=args.file_name, store_model=args.store_model
+        args.source,
+        version=args.version,
+        file_name=args.file_name,
+        store_model=args.store_model,
+        repack=args.repack,
     )
     signature = sign_digest(args.sign.read_bytes(), package.sha256_bytes) if args.sign else None
     cache_dir: Path = args.cache_dir or default_cache_dir()

@@ -7,11 +7,15 @@ held two models: the rules are the loader's (design §6).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from edge_tools.publish.zipwriter import ZipEntry, write_zip
 
 MODEL_SUFFIXES = (".onnx", ".tflite")
 LABEL_NAMES = ("labelmap.txt", "labels.txt", "coco_classes.txt")
@@ -51,23 +55,57 @@ class ModelPackage:
 def zip_folder(folder: Path, *, store_model: bool = False) -> bytes:
     """Deterministic ZIP of a folder's files at the archive root (same input, same bytes).
 
-    `store_model` keeps the model file uncompressed: weights deflate by only a few percent, and a device
-    rebuilding the ZIP from a delta then skips a deflate pass over the whole model (docs/delta.md).
+    Big members are deflated in independent chunks a device rebuilds in parallel when it applies a
+    delta (`edge_tools.publish.zipwriter`). `store_model` keeps the model file uncompressed instead:
+    weights deflate by only a few percent, and the device then skips the deflate pass altogether.
     """
-    buffer = io.BytesIO()
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if not files:
         raise PackageError(f"folder {folder} holds no files")
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in files:
-            if path.is_symlink():
-                raise PackageError(f"{path.name}: symlinks are not allowed in a model package")
-            info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), date_time=_FIXED_TIME)
-            is_model = path.name.lower().endswith(MODEL_SUFFIXES)
-            info.compress_type = zipfile.ZIP_STORED if store_model and is_model else zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, path.read_bytes())
-    return buffer.getvalue()
+    entries = []
+    for path in files:
+        if path.is_symlink():
+            raise PackageError(f"{path.name}: symlinks are not allowed in a model package")
+        entries.append(ZipEntry(path.relative_to(folder).as_posix(), path.read_bytes(), _FIXED_TIME))
+    return _write(entries, store_model=store_model)
+
+
+def repack_zip(data: bytes, *, store_model: bool = False) -> bytes:
+    """The same files (names, order, timestamps, modes) written as `zip_folder` writes them.
+
+    For a ZIP made by another tool: its single-stream model member would cost a device a full level-6
+    deflate pass (~1 s per 35 MB) each time it rebuilds the ZIP from a delta. Directory entries are
+    dropped (the loader skips them anyway).
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = [
+                ZipEntry(
+                    info.filename,
+                    archive.read(info),
+                    info.date_time,
+                    (info.external_attr >> 16) & 0o777 or 0o644,
+                )
+                for info in archive.infolist()
+                if not info.is_dir()
+            ]
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        raise PackageError(f"cannot repack: {exc}") from exc
+    return _write(entries, store_model=store_model)
+
+
+def _write(entries: list[ZipEntry], *, store_model: bool) -> bytes:
+    if store_model:
+        entries = [
+            dataclasses.replace(entry, deflate=False)
+            if entry.name.lower().endswith(MODEL_SUFFIXES)
+            else entry
+            for entry in entries
+        ]
+    try:
+        return write_zip(entries)[0]
+    except ValueError as exc:
+        raise PackageError(str(exc)) from exc
 
 
 def check_package(data: bytes) -> None:
@@ -97,16 +135,26 @@ def check_package(data: bytes) -> None:
 
 
 def load_package(
-    source: Path, *, version: str, file_name: str | None = None, store_model: bool = False
+    source: Path,
+    *,
+    version: str,
+    file_name: str | None = None,
+    store_model: bool = False,
+    repack: bool = False,
 ) -> ModelPackage:
-    """A folder is zipped as `<folder>-<version>.zip`; a ZIP keeps its name unless one is given."""
+    """A folder is zipped as `<folder>-<version>.zip`; a ZIP keeps its name unless one is given.
+
+    A ZIP is published byte for byte as it is, unless `repack` (then `store_model` applies to it too).
+    """
     if source.is_dir():
         data = zip_folder(source, store_model=store_model)
         name = file_name or f"{source.name}-{version}.zip"
     elif source.is_file():
-        if store_model:
-            raise PackageError("--store-model applies to a folder; a ZIP is published as it is")
+        if store_model and not repack:
+            raise PackageError("--store-model applies to a folder, or to a ZIP with --repack")
         data = source.read_bytes()
+        if repack:
+            data = repack_zip(data, store_model=store_model)
         name = file_name or source.name
     else:
         raise PackageError(f"{source} is neither a folder nor a file")
