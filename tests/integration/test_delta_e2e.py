@@ -17,10 +17,12 @@ import httpx
 import pytest
 
 from edge_shared.repository import MANIFEST_FILE, ModelRepository
-from edge_tools.delta.zipscan import read_files
-from edge_tools.fixtures import FixtureCatalog
+from edge_tools.delta.zipscan import read_files, scan_zip
+from edge_tools.fixtures import FixtureCatalog, coco_labels_text
+from edge_tools.publish.zipwriter import PACK_CHUNK
 from edge_tools.stack.demo import wait_until_serving
 from edge_tools.stack.stack import LocalStack
+from tests.shared.test_delta_apply import weights_model
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +132,33 @@ def test_label_only_change_travels_in_under_4_kb(
     assert labels.read_text().startswith("relabelled\n")
     model = httpx.get(f"{stack.endpoints.inference_url}/model", timeout=5.0).json()
     assert model["version"] == "labels-2"
+
+
+def test_folder_published_model_in_chunks_installs_v2_through_a_delta(
+    stack: LocalStack, cache_dir: Path, tmp_path: Path
+) -> None:
+    """A 2.8 MB model zipped by the CLI (three deflate chunks) is rebuilt on the device from a delta."""
+    folders = {}
+    for version, relative in (("chunked-1", 0.0), ("chunked-2", 1e-3)):
+        folder = tmp_path / version / "detector"
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(weights_model(11, params=700_000, relative=relative))
+        (folder / "coco_classes.txt").write_text(coco_labels_text())
+        folders[version] = folder
+    edge_model(stack, cache_dir, str(folders["chunked-1"]), "--version", "chunked-1")
+    wait_until_serving(stack, "chunked-1", timeout=WAIT)
+
+    published = edge_model(
+        stack, cache_dir, str(folders["chunked-2"]), "--version", "chunked-2", "--delta-from", "chunked-1"
+    )
+    assert published["delta"]["published"] is True
+    assert published["delta"]["files"] == {"model.onnx": "tensor-delta", "coco_classes.txt": "same"}
+    recipes = {m.file: m.chunk_size for m in scan_zip((cache_dir / "chunked-2.zip").read_bytes()).members}
+    assert recipes == {"model.onnx": PACK_CHUNK, "coco_classes.txt": None}
+    served = wait_until_serving(stack, "chunked-2", timeout=WAIT)
+    update = model_update(stack)
+    assert update["source"] == "delta" and update["bytesDone"] == published["delta"]["size"]
+    installed = installed_files(stack, "chunked-2")
+    assert installed == {p.name: p.read_bytes() for p in folders["chunked-2"].iterdir()}
+    manifest = ModelRepository(stack.endpoints.model_root).read_manifest("chunked-2")
+    assert manifest.source == "delta" and served["sha256"] == manifest.model_sha256

@@ -10,7 +10,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from edge_shared.delta import (
     DeltaBaseError,
@@ -274,8 +277,8 @@ def test_wrong_recorded_deflate_level_is_caught(tmp_path: Path) -> None:
 
 
 def test_overlapping_tensor_regions_are_refused(tmp_path: Path) -> None:
-    base = make_model_zip(_big_onnx(seed=1), "model.onnx", "a\n", "labels.txt")
-    target = make_model_zip(_big_onnx(seed=1, scale=1.001), "model.onnx", "a\n", "labels.txt")
+    base = make_model_zip(weights_model(1), "model.onnx", "a\n", "labels.txt")
+    target = make_model_zip(weights_model(1, relative=1e-3), "model.onnx", "a\n", "labels.txt")
     install_base(base, tmp_path / "base")
     delta = write_delta(tmp_path, Pair(base, target))
     files = [dict(f) for f in _header(delta)["files"]]  # type: ignore[attr-defined]
@@ -290,19 +293,16 @@ def test_overlapping_tensor_regions_are_refused(tmp_path: Path) -> None:
         apply_delta(delta, tmp_path / "base", tmp_path / "out.zip")
 
 
-_SMALL_SHAPES = ((64, 32, 3, 3), (128, 64, 1, 1), (255,))
-
-
-def _big_onnx(*, seed: int, scale: float = 1.0, shapes: tuple[tuple[int, ...], ...] = _SMALL_SHAPES) -> bytes:
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
+def weights_model(seed: int, *, params: int = 300_000, relative: float = 0.0, tweak_seed: int = 0) -> bytes:
+    """The YOLO fixture plus three random float32 initializers (optionally fine-tuned by `relative`)."""
     rng = np.random.default_rng(seed)
     model = onnx.load_from_string(build_yolo_onnx("v1"))
-    for index, shape in enumerate(shapes):
-        value = (rng.standard_normal(shape) * scale).astype(np.float32)
-        model.graph.initializer.append(numpy_helper.from_array(value, name=f"w{index}"))
+    tweak = np.random.default_rng(tweak_seed)
+    for index, share in enumerate((0.6, 0.3, 0.1)):
+        value = rng.standard_normal(int(params * share)).astype(np.float32)
+        if relative:
+            value = (value * (1 + relative * tweak.standard_normal(value.shape))).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(value, name=f"layer{index}"))
     return bytes(model.SerializeToString())
 
 
@@ -319,13 +319,12 @@ def test_bsdiff_size_claim_is_checked_before_allocating() -> None:
 @functools.cache
 def published_pair() -> Pair:
     """A fine-tuned 3.6 MB model, both ZIPs packed as `edge-model publish <folder>` packs them."""
-    shapes = ((256, 128, 3, 3), (128, 256, 3, 3), (255, 256, 1, 1))
 
     def packed(model: bytes) -> bytes:
         return write_zip([ZipEntry("model.onnx", model), ZipEntry("labels.txt", b"person\ncar\n")])[0]
 
     return Pair(
-        packed(_big_onnx(seed=5, shapes=shapes)), packed(_big_onnx(seed=5, scale=1.001, shapes=shapes))
+        packed(weights_model(5, params=900_000)), packed(weights_model(5, params=900_000, relative=1e-3))
     )
 
 

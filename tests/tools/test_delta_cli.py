@@ -24,7 +24,8 @@ from edge_tools.publish.delta import (
 )
 from edge_tools.publish.package import ModelPackage, PackageError, load_package
 from edge_tools.publish.zipwriter import PACKED_RLE, pack_member
-from tests.tools.test_delta_produce import package, weights_model
+from tests.shared.test_delta_apply import weights_model
+from tests.tools.test_delta_produce import package
 
 
 def test_cache_dir_comes_from_the_environment_in_order(

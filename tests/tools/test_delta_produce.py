@@ -6,10 +6,8 @@ import io
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 
 from edge_shared.delta import apply_delta, read_delta_header
 from edge_shared.delta.container import GenericFile, TensorFile
@@ -17,20 +15,7 @@ from edge_tools.delta import make_delta
 from edge_tools.delta.tensors import find_tensors
 from edge_tools.delta.zipscan import ZipScanError, read_files, scan_zip
 from edge_tools.fixtures import build_ssd_tflite, build_yolo_onnx, coco_labels_text, make_model_zip
-from tests.shared.test_delta_apply import install_base
-
-
-def weights_model(seed: int, *, params: int = 300_000, relative: float = 0.0, tweak_seed: int = 0) -> bytes:
-    """The YOLO fixture plus three random float32 initializers (optionally fine-tuned by `relative`)."""
-    rng = np.random.default_rng(seed)
-    model = onnx.load_from_string(build_yolo_onnx("v1"))
-    tweak = np.random.default_rng(tweak_seed)
-    for index, share in enumerate((0.6, 0.3, 0.1)):
-        value = rng.standard_normal(int(params * share)).astype(np.float32)
-        if relative:
-            value = (value * (1 + relative * tweak.standard_normal(value.shape))).astype(np.float32)
-        model.graph.initializer.append(numpy_helper.from_array(value, name=f"layer{index}"))
-    return bytes(model.SerializeToString())
+from tests.shared.test_delta_apply import install_base, weights_model
 
 
 def package(model: bytes, labels: str | None = None) -> bytes:

@@ -19,8 +19,8 @@ from edge_tools.stack.stack import DEFAULT_MANIFEST
 from edgehub_sim.server import EdgeHubSimulator
 from tests.edgehub_sim.conftest import start_simulator
 from tests.integration.test_publish_cli import cli_env, edge_model
-from tests.shared.test_delta_apply import install_base
-from tests.tools.test_delta_produce import package, weights_model
+from tests.shared.test_delta_apply import install_base, weights_model
+from tests.tools.test_delta_produce import package
 
 pytestmark = pytest.mark.integration
 

@@ -141,8 +141,12 @@ def _data_start(data: bytes, info: zipfile.ZipInfo) -> int:
 
 
 def _reproduce(content: bytes, compressed: bytes) -> DeflateSettings | None:
-    """The zlib settings that deflate `content` to exactly `compressed`, or None."""
-    return next((c for c in _CANDIDATES if _deflates_to(content, compressed, c)), None)
+    """The zlib settings that deflate `content` to exactly `compressed`, or None.
+
+    Chunking is only recorded for content of more than one chunk (one chunk is one plain stream).
+    """
+    candidates = (c for c in _CANDIDATES if c.chunk_size is None or len(content) > c.chunk_size)
+    return next((c for c in candidates if _deflates_to(content, compressed, c)), None)
 
 
 def _recipe(settings: DeflateSettings) -> dict[str, Any]:
