@@ -33,6 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before hypothesis's own pytest_configure reads --hypothesis-seed
 def pytest_configure(config: pytest.Config) -> None:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None and "reliability_seed" in workerinput:
@@ -40,6 +41,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.reliability_seed = workerinput["reliability_seed"]
     elif config.getoption("--reliability-seed") is None:
         config.option.reliability_seed = secrets.randbelow(2**32)
+    if getattr(config.option, "hypothesis_seed", None) is None:
+        # Property tests draw from the same seed, so the printed seed replays them too.
+        config.option.hypothesis_seed = str(config.option.reliability_seed)
 
 
 @pytest.hookimpl(optionalhook=True)

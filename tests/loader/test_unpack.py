@@ -122,6 +122,19 @@ def test_not_a_zip_is_invalid(tmp_path: Path) -> None:
     _refused(tmp_path, b"this is not a zip file at all", InvalidModelError)
 
 
+@pytest.mark.parametrize("where", ["local", "central"])
+def test_member_name_flagged_utf8_but_not_utf8_is_invalid(tmp_path: Path, where: str) -> None:
+    """Found by the unpack fuzzer (seed 8): zipfile raised UnicodeDecodeError, an undocumented error."""
+    data = bytearray(model_zip("onnx"))
+    signature = b"PK\x03\x04" if where == "local" else b"PK\x01\x02"
+    header = data.index(signature)
+    flags_at, name_at = (header + 6, header + 30) if where == "local" else (header + 8, header + 46)
+    data[flags_at + 1] |= 0x08  # general-purpose flag bit 11: the name is UTF-8
+    data[name_at] = 0xED  # starts a three-byte sequence the next byte does not continue
+    message = _refused(tmp_path, bytes(data), InvalidModelError)
+    assert "not a readable ZIP" in message
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [(b"{not json", "not valid JSON"), (json.dumps({"labels": "missing.txt"}).encode(), "not in the ZIP")],

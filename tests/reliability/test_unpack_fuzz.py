@@ -38,8 +38,10 @@ def seeds() -> tuple[bytes, ...]:
 
 @st.composite
 def mutated_zips(draw: st.DrawFn) -> bytes:
+    """0–4 mutations of a valid archive. Most bytes are deflated data under a CRC, so a mutated archive
+    rarely unpacks; zero mutations is the control that shows the extractor accepts what it should."""
     data = bytearray(draw(st.sampled_from(seeds())))
-    for _ in range(draw(st.integers(1, 4))):
+    for _ in range(draw(st.integers(0, 4))):
         at = draw(st.integers(0, len(data) - 1))
         kind = draw(st.sampled_from(["flip", "truncate", "insert", "overwrite"]))
         if kind == "flip":

@@ -76,6 +76,18 @@ def test_not_a_zip_is_refused() -> None:
         check_package(b"plain text")
 
 
+def test_zip_whose_utf8_flagged_name_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    data = bytearray(make_zip({"model.onnx": b"\x08\x06", "labels.txt": b"a\n"}))
+    central = data.index(b"PK\x01\x02")
+    data[central + 9] |= 0x08  # general-purpose flag bit 11: the name is UTF-8
+    data[central + 46] = 0xED  # not followed by a continuation byte
+    with pytest.raises(PackageError, match="not a ZIP"):
+        check_package(bytes(data))
+    (tmp_path / "m.zip").write_bytes(data)
+    with pytest.raises(PackageError, match="cannot repack"):
+        load_package(tmp_path / "m.zip", version="1", repack=True)
+
+
 def test_hub_sas_token_verifies_with_the_key() -> None:
     key = base64.b64encode(b"k" * 32).decode()
     token = hub_sas_token("127.0.0.5:8443", key, "iothubowner", ttl_seconds=60, now=1000.0)

@@ -86,6 +86,9 @@ def _extract(archive: Path, directory: Path, limits: UnpackLimits) -> dict[str, 
             return files
     except zipfile.BadZipFile as exc:
         raise InvalidModelError(f"not a readable ZIP: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        # zipfile decodes a name flagged UTF-8 (general-purpose bit 11) without checking it.
+        raise InvalidModelError("not a readable ZIP: a member name flagged UTF-8 is not UTF-8") from exc
     except NotImplementedError as exc:
         raise InvalidModelError(f"ZIP uses an unsupported feature: {exc}") from exc
     except OSError as exc:

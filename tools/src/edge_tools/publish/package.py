@@ -89,7 +89,7 @@ def repack_zip(data: bytes, *, store_model: bool = False) -> bytes:
                 for info in archive.infolist()
                 if not info.is_dir()
             ]
-    except (zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, UnicodeDecodeError, zlib.error, NotImplementedError) as exc:
         raise PackageError(f"cannot repack: {exc}") from exc
     return _write(entries, store_model=store_model)
 
@@ -113,7 +113,7 @@ def check_package(data: bytes) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = [info.filename for info in archive.infolist() if not info.is_dir()]
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise PackageError("not a ZIP archive") from exc
     tops = {PurePosixPath(n).parts[0] for n in names if len(PurePosixPath(n).parts) > 1}
     if (
