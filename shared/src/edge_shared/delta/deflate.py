@@ -2,7 +2,7 @@
 
 A device rebuilding a signed ZIP from a delta must deflate the model again, byte for byte. One zlib
 level-6 stream over a 35 MB float model takes ~1.1 s on one core, and no faster setting gives the same
-bytes. So the publisher writes big model members as independent chunks (each deflated by a fresh
+bytes. So the publisher writes members over one chunk as independent chunks (each deflated by a fresh
 compressor, ended by a sync flush so the next starts on a byte boundary; the last one finished): the
 result is one ordinary deflate stream any unzip reads, and the device deflates the chunks on several
 threads (zlib releases the GIL). On weights, `Z_RLE` is ~3× faster than the default strategy and no

@@ -13,6 +13,7 @@ Plain ZIP only (no ZIP64): a member or archive past 4 GiB, or 65,535 members, is
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ _END = struct.Struct("<IHHHHIIH")
 _LIMIT = 0xFFFFFFFF
 _UTF8_NAME = 0x800
 _MADE_BY_UNIX = 3 << 8 | 20
-_THREADS = 2
+_THREADS = min(8, os.cpu_count() or 1)  # the bytes do not depend on it
 
 
 @dataclass(frozen=True)
