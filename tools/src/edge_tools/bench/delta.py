@@ -38,6 +38,7 @@ def run(profile: Profile, work: Path) -> SectionResult:
     rows = run_delta(repeat, work)
     for row in rows:
         section.figure(f"{row.change}: delta / new ZIP ({row.decision})", "%", [100 * row.share], 2)
+        section.figure(f"{row.change}: diff (`make_delta`, publisher side)", "s", [row.diff_seconds], 2)
         section.figure(f"{row.change}: apply", "s", row.apply_seconds, 2)
         section.figure(f"{row.change}: of which re-deflate", "s", row.deflate_seconds, 2)
         section.figure(f"{row.change}: apply peak / model size", "×", [row.apply_peak_mb / row.model_mb], 2)
