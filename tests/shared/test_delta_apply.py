@@ -321,7 +321,7 @@ def published_pair() -> Pair:
     """A fine-tuned 3.6 MB model, both ZIPs packed as `edge-model publish <folder>` packs them."""
 
     def packed(model: bytes) -> bytes:
-        return write_zip([ZipEntry("model.onnx", model), ZipEntry("labels.txt", b"person\ncar\n")])[0]
+        return write_zip([ZipEntry("model.onnx", model), ZipEntry("labels.txt", b"person\ncar\n")])
 
     return Pair(
         packed(weights_model(5, params=900_000)), packed(weights_model(5, params=900_000, relative=1e-3))

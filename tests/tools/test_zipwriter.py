@@ -30,7 +30,7 @@ def test_archive_reads_back_with_names_contents_times_and_modes() -> None:
         ZipEntry("labels.txt", b"person\ncar\n", mode=0o600),
         ZipEntry("notes/überblick.md", b"", deflate=False),
     ]
-    data, written = write_zip(entries)
+    data = write_zip(entries)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.testzip() is None
         infos = archive.infolist()
@@ -44,16 +44,12 @@ def test_archive_reads_back_with_names_contents_times_and_modes() -> None:
             zipfile.ZIP_STORED,
         ]
         assert infos[2].flag_bits & 0x800  # UTF-8 name flag, so readers do not take it for CP437
-    assert [(w.name, w.method, w.settings) for w in written] == [
-        ("model.onnx", 8, PACKED_RLE),
-        ("labels.txt", 8, ONE_STREAM),
-        ("notes/überblick.md", 0, None),
-    ]
+    assert raw_member(data, "model.onnx") == pack_member(WEIGHTS)[1]  # RLE chunks
 
 
 def test_same_entries_give_the_same_bytes() -> None:
     entries = [ZipEntry("model.onnx", WEIGHTS), ZipEntry("labels.txt", b"a\n")]
-    assert write_zip(entries)[0] == write_zip(list(entries))[0]
+    assert write_zip(entries) == write_zip(list(entries))
 
 
 def test_weights_take_rle_chunks_no_bigger_than_the_default_strategy() -> None:
@@ -74,11 +70,7 @@ def test_small_members_are_one_stream_as_zipfile_writes_them() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("m", small)
-    with zipfile.ZipFile(buffer) as archive:
-        info = archive.getinfo("m")
-    raw = buffer.getvalue()
-    start = info.header_offset + 30 + len("m")
-    assert pack_member(small) == (ONE_STREAM, raw[start : start + info.compress_size])
+    assert pack_member(small) == (ONE_STREAM, raw_member(buffer.getvalue(), "m"))
 
 
 @pytest.mark.parametrize(
@@ -91,3 +83,11 @@ def test_small_members_are_one_stream_as_zipfile_writes_them() -> None:
 def test_what_a_plain_zip_cannot_hold_is_refused(entries: list[ZipEntry], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         write_zip(entries)
+
+
+def raw_member(archive: bytes, name: str) -> bytes:
+    """A member's compressed bytes as they lie in the archive (after a local header with no extra field)."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        info = opened.getinfo(name)
+    start = info.header_offset + 30 + len(info.filename.encode())
+    return archive[start : start + info.compress_size]

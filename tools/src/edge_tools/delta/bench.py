@@ -124,7 +124,7 @@ def _zip(model: bytes, labels: str, packing: Packing) -> bytes:
         ZipEntry("model.onnx", model, deflate=packing == "publish"),
         ZipEntry("coco_classes.txt", labels.encode("utf-8")),
     ]
-    return write_zip(entries)[0]
+    return write_zip(entries)
 
 
 def run(repeat: int, work: Path) -> list[Row]:

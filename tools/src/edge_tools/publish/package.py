@@ -103,7 +103,7 @@ def _write(entries: list[ZipEntry], *, store_model: bool) -> bytes:
             for entry in entries
         ]
     try:
-        return write_zip(entries)[0]
+        return write_zip(entries)
     except ValueError as exc:
         raise PackageError(str(exc)) from exc
 

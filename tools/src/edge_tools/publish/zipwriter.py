@@ -49,14 +49,6 @@ class ZipEntry:
     deflate: bool = True
 
 
-@dataclass(frozen=True)
-class WrittenMember:
-    name: str
-    method: int
-    settings: DeflateSettings | None
-    """How the member was deflated (None: stored)."""
-
-
 def pack_member(data: bytes) -> tuple[DeflateSettings, bytes]:
     """The settings this writer uses for `data`, and the raw deflate stream they give."""
     if len(data) <= PACK_CHUNK:
@@ -66,20 +58,17 @@ def pack_member(data: bytes) -> tuple[DeflateSettings, bytes]:
     return (PACKED_RLE, rle) if len(rle) <= RLE_ALLOWANCE * len(default) else (PACKED_DEFAULT, default)
 
 
-def write_zip(entries: Sequence[ZipEntry]) -> tuple[bytes, list[WrittenMember]]:
-    """The archive's bytes (same entries, same bytes) and how each member was written."""
+def write_zip(entries: Sequence[ZipEntry]) -> bytes:
+    """The archive's bytes: same entries, same bytes."""
     if len(entries) > 0xFFFF:
         raise ValueError("a plain ZIP holds at most 65,535 members")
     out = bytearray()
     central = bytearray()
-    written: list[WrittenMember] = []
     for entry in entries:
         name = entry.name.encode("utf-8")
         flags = 0 if entry.name.isascii() else _UTF8_NAME
-        settings: DeflateSettings | None = None
         if entry.deflate:
-            settings, payload = pack_member(entry.data)
-            method = 8
+            payload, method = pack_member(entry.data)[1], 8
         else:
             payload, method = entry.data, 0
         if len(entry.data) >= _LIMIT or len(payload) >= _LIMIT:
@@ -88,31 +77,21 @@ def write_zip(entries: Sequence[ZipEntry]) -> tuple[bytes, list[WrittenMember]]:
         dos_time, dos_date = _dos_time(entry.date_time)
         offset = len(out)
         out += _LOCAL.pack(
-            0x04034B50,
-            20,
-            flags,
-            method,
-            dos_time,
-            dos_date,
-            crc,
-            len(payload),
-            len(entry.data),
-            len(name),
-            0,
-        )
+            0x04034B50, 20, flags, method, dos_time, dos_date, crc, len(payload), len(entry.data),
+            len(name), 0,
+        )  # fmt: skip
         out += name + payload
         central += _CENTRAL.pack(
             0x02014B50, _MADE_BY_UNIX, 20, flags, method, dos_time, dos_date, crc, len(payload),
             len(entry.data), len(name), 0, 0, 0, 0, (0o100000 | entry.mode) << 16, offset,
         )  # fmt: skip
         central += name
-        written.append(WrittenMember(entry.name, method, settings))
     start = len(out)
     out += central
     if len(out) >= _LIMIT:
         raise ValueError("archives of 4 GiB or more need ZIP64, which this writer omits")
     out += _END.pack(0x06054B50, 0, 0, len(entries), len(entries), len(central), start, 0)
-    return bytes(out), written
+    return bytes(out)
 
 
 def _deflate(data: bytes, settings: DeflateSettings) -> bytes:
