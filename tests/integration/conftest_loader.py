@@ -5,9 +5,7 @@ Imported by `test_loader_*.py` (kept out of a shared `conftest.py` so other suit
 
 from __future__ import annotations
 
-import errno
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -20,27 +18,16 @@ from typing import Any
 from edge_tools.azurite import Azurite
 from edge_tools.fixtures import digests
 from edgehub_sim.server import EdgeHubSimulator
+from tests.edgehub_sim.conftest import start_simulator as start_simulator_with
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = REPO_ROOT / "deployment.json"
 
 
 def start_simulator(state_dir: Path) -> EdgeHubSimulator:
-    """The simulator on a random 127.x.y.z (the SDK dials fixed ports), retrying a taken address."""
-    last: OSError | None = None
-    for _ in range(5):
-        bind = f"127.{secrets.randbelow(254) + 1}.{secrets.randbelow(256)}.{secrets.randbelow(253) + 2}"
-        simulator = EdgeHubSimulator(DEPLOYMENT, state_dir, bind=bind)
-        try:
-            simulator.start()
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            last = exc
-            continue
-        return simulator
-    assert last is not None
-    raise last
+    """The simulator with the repository's `deployment.json` on a random 127.x.y.z (the SDK dials fixed
+    ports), retrying a taken address."""
+    return start_simulator_with(DEPLOYMENT, state_dir)
 
 
 class LoaderProcess:
