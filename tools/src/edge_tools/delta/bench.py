@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,10 +33,11 @@ import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
+from edge_shared.delta.deflate import DeflateSettings, deflate_pieces
 from edge_tools.delta.produce import make_delta
 from edge_tools.delta.zipscan import read_files
 from edge_tools.fixtures import build_yolo_onnx, coco_labels_text, make_model_zip
-from edge_tools.publish.zipwriter import ZipEntry, write_zip
+from edge_tools.publish.zipwriter import PACK_CHUNK, ZipEntry, write_zip
 
 # tiny-YOLOv3's convolutions: (out, in, k). The last one is the detection head.
 _LAYERS = ((16, 3, 3), (32, 16, 3), (64, 32, 3), (128, 64, 3), (256, 128, 3), (512, 256, 3),
@@ -46,10 +48,11 @@ SEED = 20261125
 Weights = dict[str, npt.NDArray[np.float32]]
 
 
-def base_weights(seed: int = SEED) -> Weights:
+def base_weights(seed: int = SEED, layers: int = len(_LAYERS)) -> Weights:
+    """tiny-YOLOv3's first `layers` convolutions (all 13: the ~35 MB bench model; fewer: a quick check)."""
     rng = np.random.default_rng(seed)
     weights: Weights = {}
-    for index, (out, inp, k) in enumerate(_LAYERS):
+    for index, (out, inp, k) in enumerate(_LAYERS[:layers]):
         scale = np.sqrt(2.0 / (inp * k * k))
         weights[f"backbone_conv_{index}_w"] = (rng.standard_normal((out, inp, k, k)) * scale).astype(
             np.float32
@@ -77,10 +80,10 @@ def _fine_tune(weights: Weights, names: list[str], relative: float, seed: int) -
 Scenario = Callable[[Weights], tuple[Weights, str]]
 
 
-def scenarios() -> dict[str, Scenario]:
-    """Change name → (new weights, new labels) from the base weights."""
+def scenarios(layers: int = len(_LAYERS)) -> dict[str, Scenario]:
+    """Change name → (new weights, new labels) from the base weights of `layers` convolutions."""
     labels = coco_labels_text()
-    last = len(_LAYERS) - 1
+    last = layers - 1
     head = [f"backbone_conv_{last}_w", f"backbone_conv_{last}_b"]
     two = [*head, f"backbone_conv_{last - 1}_w", f"backbone_conv_{last - 1}_b"]
     return {
@@ -88,7 +91,7 @@ def scenarios() -> dict[str, Scenario]:
         "last two layers (relative change 1e-2)": lambda w: (_fine_tune(w, two, 1e-2, 2), labels),
         FINE_TUNE_ROW: lambda w: (_fine_tune(w, list(w), 1e-3, 3), labels),
         "label file only": lambda w: (w, labels.replace("person", "human", 1)),
-        "full retrain (new random weights)": lambda _: (base_weights(SEED + 1), labels),
+        "full retrain (new random weights)": lambda _: (base_weights(SEED + 1, layers), labels),
     }
 
 
@@ -127,8 +130,8 @@ def _zip(model: bytes, labels: str, packing: Packing) -> bytes:
     return write_zip(entries)
 
 
-def run(repeat: int, work: Path) -> list[Row]:
-    weights = base_weights()
+def run(repeat: int, work: Path, layers: int = len(_LAYERS)) -> list[Row]:
+    weights = base_weights(layers=layers)
     base_model = build_model(weights)
     base_zip = _zip(base_model, coco_labels_text(), "publish")
     base_dir = work / "base"
@@ -137,9 +140,9 @@ def run(repeat: int, work: Path) -> list[Row]:
         (base_dir / name).write_bytes(data)
     rows = []
     cases: list[tuple[str, Scenario, Packing]] = [
-        (change, make, "publish") for change, make in scenarios().items()
+        (change, make, "publish") for change, make in scenarios(layers).items()
     ]
-    cases += [(change, scenarios()[FINE_TUNE_ROW], packing) for change, packing in EXTRA_ROWS.items()]
+    cases += [(change, scenarios(layers)[FINE_TUNE_ROW], packing) for change, packing in EXTRA_ROWS.items()]
     for change, make, packing in cases:
         new_weights, labels = make(weights)
         target_zip = _zip(build_model(new_weights), labels, packing)
@@ -234,6 +237,31 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def deflate_options(model: bytes) -> str:
+    """Size and time of the deflate settings a rebuild could use, on `model` (docs/delta.md's table)."""
+    chunk = PACK_CHUNK
+    options = [
+        ("one stream, level 6, default strategy (zipfile, Info-ZIP)", DeflateSettings(), 1),
+        ("one stream, level 1", DeflateSettings(level=1), 1),
+        ("one stream, Huffman only", DeflateSettings(strategy=zlib.Z_HUFFMAN_ONLY), 1),
+        ("one stream, RLE", DeflateSettings(strategy=zlib.Z_RLE), 1),
+        ("1 MiB chunks, default strategy, 1 thread", DeflateSettings(chunk_size=chunk), 1),
+        ("1 MiB chunks, default strategy, 2 threads", DeflateSettings(chunk_size=chunk), 2),
+        ("1 MiB chunks, RLE, 1 thread", DeflateSettings(strategy=zlib.Z_RLE, chunk_size=chunk), 1),
+        (
+            "1 MiB chunks, RLE, 2 threads (publish, loader)",
+            DeflateSettings(strategy=zlib.Z_RLE, chunk_size=chunk),
+            2,
+        ),
+    ]
+    lines = ["| deflate of the model | size / input | time |", "|---|---|---|"]
+    for name, settings, threads in options:
+        start = time.perf_counter()
+        size = sum(len(piece) for piece in deflate_pieces(model, settings, threads))
+        lines.append(f"| {name} | {size / len(model):.4f} | {time.perf_counter() - start:.2f} s |")
+    return "\n".join(lines)
+
+
 def _bytes(n: int) -> str:
     return f"{n} B" if n < 10_000 else f"{n / 1e6:.2f} MB"
 
@@ -245,7 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--apply-one", nargs=4, metavar=("DELTA", "BASE_DIR", "OUT", "SHA256"), help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--deflate-options", action="store_true", help="only time deflate settings on the model"
+    )
     args = parser.parse_args(argv)
+    if args.deflate_options:
+        sys.stdout.write(deflate_options(build_model(base_weights())) + "\n")
+        return 0
     if args.apply_one:
         delta, base_dir, out, expected = args.apply_one
         sys.stdout.write(json.dumps(_apply_one(Path(delta), Path(base_dir), Path(out), expected)) + "\n")
