@@ -12,12 +12,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ import pytest
 from edge_shared.repository import ModelRepository
 from edge_tools.faultproxy import FaultProxy, Policy
 from edge_tools.fixtures import FixtureCatalog, digests
-from edge_tools.stack.demo import publish, wait_until_serving
+from edge_tools.stack.demo import LoadClients, publish, wait_until_serving
 from edge_tools.stack.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -101,62 +98,6 @@ def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@dataclass
-class Answer:
-    status: int
-    version: str = ""
-    labels: tuple[str, ...] = ()
-
-
-@dataclass
-class OrderedLoad:
-    """Clients posting in a loop, keeping each client's answers in order (bounded by `max_seconds`)."""
-
-    url: str
-    image: bytes
-    clients: int = 4
-    max_seconds: float = 60.0
-    answers: list[list[Answer]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> OrderedLoad:
-        for index in range(self.clients):
-            own: list[Answer] = []
-            self.answers.append(own)
-            thread = threading.Thread(target=self._run, args=(own,), name=f"load-{index}", daemon=True)
-            self._threads.append(thread)
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def _run(self, own: list[Answer]) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        with httpx.Client(timeout=30.0) as client:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                try:
-                    response = client.post(
-                        self.url, content=self.image, headers={"Content-Type": "image/jpeg"}
-                    )
-                except httpx.HTTPError as exc:
-                    self.errors.append(type(exc).__name__)
-                    continue
-                if response.status_code != 200:
-                    own.append(Answer(response.status_code))
-                    continue
-                body = response.json()
-                labels = tuple(d["label"] for d in body["detections"])
-                own.append(Answer(200, body["model"]["version"], labels))
-
-    def count(self, version: str) -> int:
-        return sum(1 for own in self.answers for answer in list(own) if answer.version == version)
-
-
 def full_desired(version: str, url: str, published: bytes, *, size: int | None = None) -> dict[str, Any]:
     """Every contract key, unused ones null: a twin PATCH merges, so keys left out keep older values."""
     sums = digests(published)
@@ -224,7 +165,7 @@ def test_cross_runtime_swap_under_load_fails_no_request_and_never_goes_back(
 ) -> None:
     old = serve(stack, catalog, "tiny-yolo-1")
     new = unique("ssd-lite-2")
-    with OrderedLoad(f"{stack.endpoints.inference_url}/score", image) as load:
+    with LoadClients(f"{stack.endpoints.inference_url}/score", image, max_seconds=60.0) as load:
         stack.wait_for("answers from the old model", lambda: load.count(old) >= 20, timeout=WAIT)
         publish(stack, catalog.path(catalog.model("ssd-lite-2").zip_file), new)
         wait_until_serving(stack, new, timeout=WAIT)

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,34 +27,29 @@ REAL_MODEL = "face-detector-1.0"
 REAL_PHOTO = "astronaut-png"
 
 
-@dataclass
-class LoadResult:
-    statuses: Counter[int] = field(default_factory=Counter)
-    versions: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class Answer:
+    """One request's outcome: HTTP status, and for a 200 the model version and detected labels."""
 
-    @property
-    def total(self) -> int:
-        return sum(self.statuses.values()) + len(self.errors)
-
-    @property
-    def failed(self) -> int:
-        return self.total - self.statuses.get(200, 0)
+    status: int
+    version: str = ""
+    labels: tuple[str, ...] = ()
 
 
 class LoadClients:
-    """N threads posting an image in a loop until stopped (bounded by `max_seconds`)."""
+    """N threads posting an image in a loop until stopped (bounded by `max_seconds`), each client's
+    answers kept in order (so a test can check no client goes back to an older model)."""
 
     def __init__(self, url: str, image: bytes, *, clients: int = 4, max_seconds: float = 120.0) -> None:
-        self.url, self.image, self.clients, self.max_seconds = url, image, clients, max_seconds
-        self.result = LoadResult()
+        self.url, self.image, self.max_seconds = url, image, max_seconds
+        self.answers: list[list[Answer]] = [[] for _ in range(clients)]
+        self.errors: list[str] = []
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> LoadClients:
-        for index in range(self.clients):
-            thread = threading.Thread(target=self._run, name=f"load-{index}", daemon=True)
+        for index, own in enumerate(self.answers):
+            thread = threading.Thread(target=self._run, args=(own,), name=f"load-{index}", daemon=True)
             self._threads.append(thread)
             thread.start()
         return self
@@ -64,7 +59,23 @@ class LoadClients:
         for thread in self._threads:
             thread.join(timeout=30)
 
-    def _run(self) -> None:
+    def count(self, version: str) -> int:
+        """Answers from `version` so far."""
+        return sum(1 for own in self.answers for answer in list(own) if answer.version == version)
+
+    @property
+    def total(self) -> int:
+        return sum(len(own) for own in self.answers) + len(self.errors)
+
+    @property
+    def failed(self) -> int:
+        return self.total - sum(1 for own in self.answers for answer in own if answer.status == 200)
+
+    def versions(self) -> dict[str, int]:
+        return dict(Counter(answer.version for own in self.answers for answer in own if answer.version))
+
+    def _run(self, own: list[Answer]) -> None:
+        # Each client appends only to its own list (list.append is atomic), so no lock is needed.
         deadline = time.monotonic() + self.max_seconds
         with httpx.Client(timeout=30.0) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
@@ -72,16 +83,15 @@ class LoadClients:
                     response = client.post(
                         self.url, content=self.image, headers={"Content-Type": "image/jpeg"}
                     )
-                    version = (
-                        response.json().get("model", {}).get("version", "?") if response.is_success else ""
-                    )
-                    with self._lock:
-                        self.result.statuses[response.status_code] += 1
-                        if version:
-                            self.result.versions[version] += 1
                 except httpx.HTTPError as exc:
-                    with self._lock:
-                        self.result.errors.append(type(exc).__name__)
+                    self.errors.append(type(exc).__name__)
+                    continue
+                if not response.is_success:
+                    own.append(Answer(response.status_code))
+                    continue
+                body = response.json()
+                labels = tuple(detection["label"] for detection in body.get("detections", []))
+                own.append(Answer(response.status_code, body.get("model", {}).get("version", "?"), labels))
 
 
 def publish(stack: LocalStack, zip_path: Path, version: str) -> dict[str, Any]:
@@ -211,17 +221,16 @@ def run_demo(
             wait_until_serving(stack, v2.id)
             swap_seconds = time.monotonic() - t0
             settle_until = time.monotonic() + 2.0
-            while time.monotonic() < settle_until and load.result.versions.get(v2.id, 0) < 20:
+            while time.monotonic() < settle_until and load.count(v2.id) < 20:
                 time.sleep(0.05)
-        result = load.result
-        say(f"   swapped to {v2.id} after {swap_seconds:.1f} s; {result.total} requests during the update,")
-        say(f"   {result.failed} failed; answered by version: {dict(result.versions)}")
+        say(f"   swapped to {v2.id} after {swap_seconds:.1f} s; {load.total} requests during the update,")
+        say(f"   {load.failed} failed; answered by version: {load.versions()}")
         response = httpx.post(f"{url}/score", content=image_bytes, headers={"Content-Type": "image/jpeg"})
         say("   the same image on v2:")
         say(describe(response.json()["detections"]))
 
-        if result.failed:
-            say(f"!! {result.failed} requests failed during the swap")
+        if load.failed:
+            say(f"!! {load.failed} requests failed during the swap")
             return 1
         if catalog.real:
             show_real_detector(stack, catalog, artifacts, say)
