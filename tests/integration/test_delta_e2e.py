@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ from edge_tools.fixtures import FixtureCatalog, coco_labels_text
 from edge_tools.publish.zipwriter import PACK_CHUNK
 from edge_tools.stack.demo import wait_until_serving
 from edge_tools.stack.stack import LocalStack
+from tests.integration.test_system import cli, model_update
 from tests.shared.test_delta_apply import weights_model
 
 pytestmark = pytest.mark.integration
@@ -42,33 +40,11 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def edge_model(stack: LocalStack, cache_dir: Path, *args: str) -> dict[str, Any]:
     """`edge-model publish ... --json` as a user runs it; returns its JSON output."""
-    e = stack.endpoints
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
-    env.update(
-        EDGE_HUB_CONNECTION_STRING=e.hub_connection_string,
-        EDGE_HUB_CA_FILE=str(e.hub_ca_file),
-        EDGE_DEVICE_ID=e.device_id,
-        EDGE_STORAGE_CONNECTION_STRING=e.storage_connection_string,
-        EDGE_STORAGE_CA_FILE=str(e.storage_ca_file),
-        EDGE_MODEL_CACHE_DIR=str(cache_dir),
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "edge_tools.publish", "publish", *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+    done = cli(stack, "publish", *args, "--json", EDGE_MODEL_CACHE_DIR=str(cache_dir))
     assert done.returncode == 0, done.stderr
     assert "sig=" not in done.stdout + done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
-
-
-def model_update(stack: LocalStack) -> dict[str, Any]:
-    update: dict[str, Any] = stack.reported("loader").get("ModelUpdate") or {}
-    return update
 
 
 def installed_files(stack: LocalStack, version: str) -> dict[str, bytes]:

@@ -77,7 +77,7 @@ def served_version(stack: LocalStack) -> str:
     return version
 
 
-def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(stack: LocalStack, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """`edge-model ...` as a user runs it, configured through the environment as `make up` prints."""
     e = stack.endpoints
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
@@ -87,6 +87,7 @@ def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
         EDGE_DEVICE_ID=e.device_id,
         EDGE_STORAGE_CONNECTION_STRING=e.storage_connection_string,
         EDGE_STORAGE_CA_FILE=str(e.storage_ca_file),
+        **extra_env,
     )
     return subprocess.run(
         [sys.executable, "-m", "edge_tools.publish", *args],
