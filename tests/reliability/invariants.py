@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_shared.repository import MANIFEST_FILE, ModelRepository
@@ -12,6 +14,17 @@ from edge_shared.repository import MANIFEST_FILE, ModelRepository
 def rng_for(seed: int, name: str) -> random.Random:
     """A generator for one scenario: the run's printed seed plus the scenario's name replays it."""
     return random.Random(f"{seed}:{name}")
+
+
+def poll(condition: Callable[[], bool], *, within: float) -> bool:
+    """Check a cheap local condition every 2 ms until it holds or the deadline passes (False then):
+    fault points need millisecond timing, which an event from another process cannot give."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.002)
+    return False
 
 
 def _sha256(path: Path) -> str:

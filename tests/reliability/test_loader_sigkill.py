@@ -12,7 +12,7 @@ import collections
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from edge_tools.faultproxy import FaultProxy, Policy
 from edgehub_sim.server import EdgeHubSimulator
 from tests.integration.conftest_loader import LoaderProcess, is_state, publish, start_simulator
 from tests.loader.conftest import model_zip
-from tests.reliability.invariants import assert_consistent, rng_for
+from tests.reliability.invariants import assert_consistent, poll, rng_for
 
 pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)
@@ -60,16 +60,6 @@ def _phase(repo: ModelRepository, version: str) -> str:
 
 def _reached(repo: ModelRepository, version: str, goal: int) -> bool:
     return PHASES.index(_phase(repo, version)) >= goal
-
-
-def _wait_until(condition: Callable[[], bool], within: float) -> bool:
-    """Poll the volume (cheap) until `condition` or the deadline; False when the moment passed."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.002)
-    return False
 
 
 def _announced(simulator: EdgeHubSimulator, version: str) -> int:
@@ -114,7 +104,7 @@ def test_loader_sigkill_at_random_points_never_exposes_a_partial_version(
                 else:
                     # Kill as soon as the update reached the target phase (or passed it: some are short).
                     goal = PHASES.index(target)
-                    _wait_until(functools.partial(_reached, repo, version, goal), within=WAIT)
+                    poll(functools.partial(_reached, repo, version, goal), within=WAIT)
                 loader.kill()
                 landed[_phase(repo, version)] += 1
                 assert_consistent(model_root, installed_before=installed_before)

@@ -17,7 +17,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -31,7 +31,7 @@ from edge_tools.publish.sas import hub_sas_token
 from edge_tools.stack.demo import publish, wait_until_serving
 from edge_tools.stack.stack import LocalStack, read_env_file
 from tests.integration.test_system import full_desired, model_update, padded_zip, served_version, unique
-from tests.reliability.invariants import assert_consistent, rng_for
+from tests.reliability.invariants import assert_consistent, poll, rng_for
 
 pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)
@@ -84,16 +84,6 @@ def unread_mqtt_bytes(address: str) -> int:
         if fields[1] == local and fields[3] == "01":  # ESTABLISHED
             total += int(fields[4].split(":")[1], 16)
     return total
-
-
-def _poll(condition: Callable[[], bool], *, within: float) -> bool:
-    """Check a cheap local condition every 2 ms until it holds or the deadline passes."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.002)
-    return False
 
 
 def _ready(stack: LocalStack, version: str) -> bool:
@@ -162,7 +152,7 @@ def _kill_simulator_during_announcement(stack: LocalStack, catalog: FixtureCatal
         hub.patch_module_desired(stack.endpoints.device_id, "loader", desired)
     # Unpacking starts once the `installing` report was acknowledged: from here until the announcement
     # the loader does not talk to edgeHub, so a frozen simulator does not hold it up.
-    unpacking = _poll(lambda: any(repo.staging_dir.glob("unpack-*")), within=WAIT)
+    unpacking = poll(lambda: any(repo.staging_dir.glob("unpack-*")), within=WAIT)
     assert unpacking, "the loader never started unpacking"
     simulator = stack.processes["edgehub"]
     assert simulator.pid is not None
@@ -170,9 +160,9 @@ def _kill_simulator_during_announcement(stack: LocalStack, catalog: FixtureCatal
     try:
         assert repo.current_version() != version, "installed before the freeze: the send was not in doubt"
         baseline = unread_mqtt_bytes(address)
-        assert _poll(lambda: repo.current_version() == version, within=WAIT), "the install never finished"
+        assert poll(lambda: repo.current_version() == version, within=WAIT), "the install never finished"
         # The announcement (a PUBLISH of a few hundred bytes) sits unread in the frozen simulator's socket.
-        sent = _poll(lambda: unread_mqtt_bytes(address) >= baseline + 200, within=WAIT)
+        sent = poll(lambda: unread_mqtt_bytes(address) >= baseline + 200, within=WAIT)
         assert sent, "the loader did not send DLModelOutput"
     finally:
         stack.restart_simulator(kill=True)  # SIGKILL works on a stopped process
