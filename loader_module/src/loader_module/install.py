@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from edge_shared.fsutil import fsync_dir
-from edge_shared.repository import ModelManifest, ModelRepository
+from edge_shared.repository import SHARED_DIR_MODE, SHARED_FILE_MODE, ModelManifest, ModelRepository
 from loader_module.errors import InstallFailedError
 from loader_module.unpack import UnpackedModel
 
@@ -84,6 +85,38 @@ def apply_retention(repo: ModelRepository, keep: int, protect: frozenset[str] = 
     for version in removed:
         _move_aside(repo, repo.version_dir(version))
     return removed
+
+
+def share_installed(repo: ModelRepository) -> int:
+    """Give installed versions and `current` the shared modes (`SHARED_DIR_MODE`, `SHARED_FILE_MODE`).
+
+    Earlier loaders installed versions 0700 with a 0600 manifest and `current`, which an inference
+    module running as another user cannot read; repairing them at start makes such a volume serve again
+    without a re-download. Returns how many modes were changed.
+    """
+    changed = 0
+    paths: list[tuple[Path, int]] = []
+    if repo.current_path.is_file():
+        paths.append((repo.current_path, SHARED_FILE_MODE))
+    if repo.models_dir.is_dir():
+        for version_dir in repo.models_dir.iterdir():
+            if version_dir.name.startswith(".") or not version_dir.is_dir() or version_dir.is_symlink():
+                continue
+            paths.append((version_dir, SHARED_DIR_MODE))
+            for folder, dirs, files in os.walk(version_dir):
+                paths.extend((Path(folder, name), SHARED_DIR_MODE) for name in dirs)
+                paths.extend((Path(folder, name), SHARED_FILE_MODE) for name in files)
+    for path, mode in paths:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode) or stat.S_IMODE(info.st_mode) == mode:
+            continue
+        try:
+            os.chmod(path, mode)
+        except OSError as exc:
+            logger.warning("cannot make %s readable by the inference module: %s", path.name, exc.strerror)
+            continue
+        changed += 1
+    return changed
 
 
 def clean_staging(repo: ModelRepository) -> None:

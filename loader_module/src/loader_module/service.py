@@ -32,7 +32,13 @@ from loader_module.clock import Clock, SystemClock
 from loader_module.delta import RebuiltZip, delta_part_path, rebuild_zip, rebuilt_zip_path, usable_base
 from loader_module.download import Downloader, DownloadLimits, DownloadResult, discard
 from loader_module.errors import DeltaUnusableError, LoaderError, RollbackFailedError, SasExpiredError
-from loader_module.install import activate, apply_retention, clean_staging, install_version
+from loader_module.install import (
+    activate,
+    apply_retention,
+    clean_staging,
+    install_version,
+    share_installed,
+)
 from loader_module.progress import ProgressThrottle
 from loader_module.reporting import Reporter
 from loader_module.settings import LoaderSettings
@@ -113,6 +119,8 @@ class LoaderService:
         """Prepare the repository, connect, read the whole twin and reconcile it."""
         await asyncio.to_thread(self.repo.ensure_layout)
         await asyncio.to_thread(clean_staging, self.repo)
+        if repaired := await asyncio.to_thread(share_installed, self.repo):
+            logger.info("made %d installed paths readable by the inference module", repaired)
         self._state = await asyncio.to_thread(self._store.load)
         await self._edgehub.connect(handlers)
         twin = await self._edgehub.get_twin()

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from edge_shared.fsutil import fsync_dir
 from edge_shared.reported import Runtime
-from edge_shared.repository import MODEL_SUFFIXES
+from edge_shared.repository import MODEL_SUFFIXES, SHARED_FILE_MODE, share_dir
 from loader_module.errors import DiskFullError, InvalidModelError, UnsafeArchiveError
 
 LABEL_NAMES = ("labelmap.txt", "labels.txt", "coco_classes.txt")
@@ -57,6 +57,8 @@ def unpack_model(archive: Path, staging_root: Path, limits: UnpackLimits) -> Unp
     staging_root.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="unpack-", dir=staging_root))
     try:
+        # mkdtemp makes it 0700; renamed into models/ it must be readable by the inference module's user.
+        share_dir(directory)
         files = _extract(archive, directory, limits)
         model_file, labels_file, runtime = _identify(directory, files)
         fsync_dir(directory)
@@ -142,11 +144,12 @@ def _safe_name(raw: str) -> PurePosixPath:
 
 
 def _write_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int) -> tuple[str, int]:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_shared_dirs(target.parent)
     digest = hashlib.sha256()
     size = 0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SHARED_FILE_MODE)
     with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), SHARED_FILE_MODE)  # the umask may have narrowed the mode given to open
         for block in _member_blocks(zf, info):
             size += len(block)
             if size > budget:
@@ -156,6 +159,15 @@ def _write_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budg
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest(), size
+
+
+def _make_shared_dirs(directory: Path) -> None:
+    """Create the member's folders (the staging folder exists), each `SHARED_DIR_MODE` whatever the umask."""
+    if directory.is_dir():
+        return
+    _make_shared_dirs(directory.parent)
+    directory.mkdir()
+    share_dir(directory)
 
 
 def _member_blocks(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:

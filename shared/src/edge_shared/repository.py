@@ -5,20 +5,25 @@
 <root>/current                     names the active version; replaced atomically, never edited in place
 <root>/.downloads/  <root>/.staging/
 ```
-The loader writes; the inference module only reads. Every path that comes from outside (a routed
-message, a manifest) goes through `resolve`, which refuses anything that would leave the root.
+The loader writes; the inference module only reads, usually as another user (the images run the loader
+as uid 10002 and inference as 10001). So everything the inference module opens is published readable by
+all, whatever the writer's umask: `models/`, `models/<version>/` and its folders 0755, their files,
+`manifest.json` and `current` 0644. `.downloads/`, `.staging/` and the loader's state stay private.
+Every path that comes from outside (a routed message, a manifest) goes through `resolve`, which refuses
+anything that would leave the root.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_shared.errors import RepositoryError, UnsafePathError
-from edge_shared.fsutil import atomic_write_text
+from edge_shared.fsutil import atomic_write_bytes
 from edge_shared.names import Version, check_version
 from edge_shared.reported import Runtime
 
@@ -28,6 +33,12 @@ DOWNLOADS_DIR = ".downloads"
 STAGING_DIR = ".staging"
 MANIFEST_FILE = "manifest.json"
 MODEL_SUFFIXES: dict[str, Runtime] = {".onnx": "onnx", ".tflite": "tflite"}
+SHARED_DIR_MODE = 0o755
+"""Mode of every folder the inference module reads: `models/` and each installed version's folders."""
+SHARED_FILE_MODE = 0o644
+"""Mode of every file the inference module reads: model, labels, `manifest.json`, `current`."""
+PRIVATE_DIR_MODE = 0o700
+"""Mode of the loader's work areas (`.downloads/`, `.staging/`): no other user has business there."""
 
 
 class ModelManifest(BaseModel):
@@ -78,6 +89,9 @@ class ModelRepository:
     def ensure_layout(self) -> None:
         for path in (self.models_dir, self.downloads_dir, self.staging_dir):
             path.mkdir(parents=True, exist_ok=True)
+        _set_mode(self.models_dir, SHARED_DIR_MODE)
+        for private in (self.downloads_dir, self.staging_dir):  # the loader's work areas
+            _set_mode(private, PRIVATE_DIR_MODE)
 
     def version_dir(self, version: str) -> Path:
         return self.models_dir / check_version(version)
@@ -99,11 +113,14 @@ class ModelRepository:
             return ModelManifest.model_validate_json(path.read_bytes())
         except FileNotFoundError as exc:
             raise RepositoryError(f"version {version!r} is not installed") from exc
+        except PermissionError as exc:
+            raise RepositoryError(_unreadable(f"the manifest of version {version!r}")) from exc
         except ValidationError as exc:
             raise RepositoryError(f"manifest of version {version!r} is invalid") from exc
 
     def write_manifest(self, directory: Path, manifest: ModelManifest) -> None:
-        atomic_write_text(directory / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
+        data = (manifest.model_dump_json(indent=2) + "\n").encode("utf-8")
+        atomic_write_bytes(directory / MANIFEST_FILE, data, mode=SHARED_FILE_MODE)
 
     def current_version(self) -> str | None:
         """The active version, or None before the first install."""
@@ -111,6 +128,8 @@ class ModelRepository:
             text = self.current_path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
+        except PermissionError as exc:
+            raise RepositoryError(_unreadable("`current`")) from exc
         try:
             return check_version(text)
         except ValueError as exc:
@@ -120,7 +139,7 @@ class ModelRepository:
         """Atomically point `current` at an installed version."""
         if not self.is_installed(version):
             raise RepositoryError(f"version {version!r} is not installed")
-        atomic_write_text(self.current_path, version + "\n")
+        atomic_write_bytes(self.current_path, f"{version}\n".encode(), mode=SHARED_FILE_MODE)
 
     def installed_versions(self) -> list[str]:
         """Installed versions, newest install first; folders without a valid manifest are skipped."""
@@ -147,6 +166,23 @@ class ModelRepository:
             self.resolve(f"{base}/{manifest.labels_file}"),
             manifest,
         )
+
+
+def share_dir(path: Path) -> None:
+    """Give a folder the inference module reads `SHARED_DIR_MODE`, whatever the umask made it."""
+    _set_mode(path, SHARED_DIR_MODE)
+
+
+def _set_mode(path: Path, mode: int) -> None:
+    if stat.S_IMODE(path.stat().st_mode) != mode:
+        os.chmod(path, mode)
+
+
+def _unreadable(what: str) -> str:
+    return (
+        f"{what} cannot be read by this process (uid {os.geteuid()}): permission denied; the model "
+        "volume must be readable by the inference module's user (docs/operations.md, 'The model volume')"
+    )
 
 
 def resolve_under(root: Path, relative: str) -> Path:

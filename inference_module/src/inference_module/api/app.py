@@ -79,8 +79,11 @@ async def _load_at_startup(service: ModelService) -> None:
     """Serve what `current` names, with no network; nothing installed yet is not an error."""
     try:
         await service.load_current("startup")
-    except NoCurrentModelError:
-        logger.info("no model installed yet; not ready until one arrives")
+    except NoCurrentModelError as exc:
+        if exc.__cause__ is None:
+            logger.info("no model installed yet; not ready until one arrives")
+        else:  # installed but unreadable (a broken manifest, a volume this user may not read): say why
+            logger.error("not ready until a readable model arrives: %s", exc, extra={"code": exc.code})
     except ModelError:
         logger.exception("the installed model could not be loaded; not ready until a new one arrives")
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -21,6 +22,19 @@ logger = logging.getLogger(__name__)
 
 class ProcessFailed(RuntimeError):
     """A child exited or never became ready; the message ends with its last output lines."""
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Start a child as another user, as the module images do (needs root).
+
+    `python` is an interpreter that user can execute with the project's packages importable; None keeps
+    the stack's own.
+    """
+
+    uid: int
+    gid: int
+    python: str | None = None
 
 
 class ManagedProcess:
@@ -35,6 +49,7 @@ class ManagedProcess:
         log_dir: Path,
         echo: TextIO | None = None,
         cwd: Path | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -42,6 +57,7 @@ class ManagedProcess:
         self.log_path = log_dir / f"{name}.log"
         self.echo = echo
         self.cwd = cwd
+        self.run_as = run_as
         self.tail: deque[str] = deque(maxlen=40)
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -56,6 +72,7 @@ class ManagedProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        user = self.run_as
         self._process = subprocess.Popen(
             self.argv,
             env=self.env,
@@ -64,6 +81,9 @@ class ManagedProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            user=None if user is None else user.uid,
+            group=None if user is None else user.gid,
+            extra_groups=None if user is None else [],
         )
         self._reader = threading.Thread(target=self._pump, name=f"log-{self.name}", daemon=True)
         self._reader.start()

@@ -13,6 +13,7 @@ import os
 import ssl
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +25,7 @@ from edge_tools.azurite import Azurite
 from edge_tools.publish.connstr import HubConnection
 from edge_tools.publish.hub import HubServiceClient
 from edge_tools.stack.network import free_port, pick_loopback_address
-from edge_tools.stack.processes import ManagedProcess, ProcessFailed
+from edge_tools.stack.processes import ManagedProcess, ProcessFailed, RunAs
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[4]
@@ -69,13 +70,18 @@ class LocalStack:
         echo: TextIO | None = None,
         python: str = sys.executable,
         log_format: str = "json",
+        run_as: Mapping[str, RunAs] | None = None,
     ) -> None:
+        """`run_as` starts modules ("loader", "inference") as other users, as their images do: the model
+        root is then given to the loader's user (as the loader image owns `/models`), and the inference
+        module reads it as a stranger."""
         self.workdir = workdir
         self.manifest_path = manifest
         self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
         self.echo = echo
         self.python = python
         self.log_format = log_format
+        self.run_as = dict(run_as or {})
         self.logs = workdir / "logs"
         self.azurite: Azurite | None = None
         self.processes: dict[str, ManagedProcess] = {}
@@ -109,6 +115,8 @@ class LocalStack:
         hub_connstr = connstr_file.read_text(encoding="utf-8").strip()
         model_root = self.workdir / "models"
         model_root.mkdir(parents=True, exist_ok=True)
+        if loader_user := self.run_as.get("loader"):
+            os.chown(model_root, loader_user.uid, loader_user.gid)
         inference_port = free_port("127.0.0.1")
         loader_env = read_env_file(state / "env" / "loader.env")
         self._endpoints = StackEndpoints(
@@ -163,12 +171,15 @@ class LocalStack:
 
     def start_module(self, module: str) -> ManagedProcess:
         package = {"loader": "loader_module", "inference": "inference_module"}[module]
+        run_as = self.run_as.get(module)
+        python = run_as.python if run_as is not None and run_as.python else self.python
         process = ManagedProcess(
             module,
-            [self.python, "-m", package],
+            [python, "-m", package],
             env=self.module_env(module),
             log_dir=self.logs,
             echo=self.echo,
+            run_as=run_as,
         )
         self.processes[module] = process
         process.start()
