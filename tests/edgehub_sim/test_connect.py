@@ -10,6 +10,7 @@ import trustme
 from azure.iot.device.aio import IoTHubModuleClient
 from azure.iot.device.exceptions import ClientError, CredentialError
 
+from edge_shared.edge_env import EDGE_VARIABLES, missing_edge_environment
 from edgehub_sim.server import EdgeHubSimulator
 from tests.edgehub_sim.conftest import ModuleClients, start_simulator
 from tests.edgehub_sim.rawmqtt import RawClient, module_token
@@ -28,15 +29,9 @@ def test_env_file_holds_every_iotedge_variable(simulator: EdgeHubSimulator) -> N
     lines = (simulator.state_dir / "env" / "sender.env").read_text().splitlines()
     env = dict(line.split("=", 1) for line in lines)
     assert env == simulator.env_for("sender")
-    assert {k for k in env if k.startswith("IOTEDGE_")} == {
-        "IOTEDGE_IOTHUBHOSTNAME",
-        "IOTEDGE_DEVICEID",
-        "IOTEDGE_MODULEID",
-        "IOTEDGE_GATEWAYHOSTNAME",
-        "IOTEDGE_MODULEGENERATIONID",
-        "IOTEDGE_WORKLOADURI",
-        "IOTEDGE_APIVERSION",
-    }
+    # Exactly what the modules check before creating the SDK client (and what the SDK reads).
+    assert {k for k in env if k.startswith("IOTEDGE_")} == set(EDGE_VARIABLES)
+    assert missing_edge_environment(env) is None
     assert Path(env["EdgeModuleCACertificateFile"]).read_text() == simulator.ca_pem
     assert (simulator.state_dir / "ready").exists()
     assert "SharedAccessKeyName=iothubowner" in (simulator.state_dir / "service.connstr").read_text()

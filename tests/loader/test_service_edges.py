@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
 import uuid
@@ -141,18 +142,33 @@ async def test_disk_error_while_installing_is_reported_and_retried_later(
     assert list(ModelRepository(settings.model_root).staging_dir.iterdir()) == []
 
 
-def test_invalid_settings_stop_the_process_with_a_clear_message() -> None:
-    env = {"PATH": "/usr/bin:/bin", "LOADER_MODEL_ROOT": "relative", "LOADER_KEEP_VERSIONS": "0"}
-    done = subprocess.run(
+def _loader_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m loader_module` with only `env` (and a PATH), until it exits."""
+    return subprocess.run(
         [sys.executable, "-m", "loader_module"],
-        env=env,
+        env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_invalid_settings_stop_the_process_with_a_clear_message() -> None:
+    done = _loader_process({"LOADER_MODEL_ROOT": "relative", "LOADER_KEEP_VERSIONS": "0"})
     assert done.returncode == 2
     assert "model_root" in done.stderr and "keep_versions" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_outside_iot_edge_the_process_stops_with_one_clear_line(tmp_path: Path) -> None:
+    done = _loader_process({"LOADER_MODEL_ROOT": str(tmp_path), "IOTEDGE_DEVICEID": "d1"})
+    assert done.returncode == 2
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    errors = [r for r in records if r["level"] == "ERROR"]
+    assert len(errors) == 1, done.stderr
+    assert "not running as an IoT Edge module" in errors[0]["msg"]
+    assert "IOTEDGE_WORKLOADURI" in errors[0]["msg"] and "IOTEDGE_DEVICEID" not in errors[0]["msg"]
     assert "Traceback" not in done.stderr
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 from pydantic import ValidationError
 
 from edge_shared.azure_edgehub import AzureEdgeHubClient
+from edge_shared.edge_env import missing_edge_environment
 from edge_shared.logs import configure_logging
 from loader_module.edge import run_loader
 from loader_module.settings import LoaderSettings
@@ -34,6 +36,9 @@ def main() -> int:
         logger.error("invalid LOADER_ settings", extra={"problems": problems})
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if (problem := missing_edge_environment(os.environ)) is not None:
+        logger.error(problem)
+        return 2
     # httpx logs every request URL at INFO, SAS query included; the formatter would redact it, but
     # the line says nothing the loader's own logs do not.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import ssl
+from pathlib import Path
 
 import httpx
 
@@ -26,6 +29,23 @@ def make_http_client(settings: LoaderSettings) -> httpx.AsyncClient:
     return httpx.AsyncClient(verify=context, timeout=timeout, follow_redirects=False, trust_env=False)
 
 
+async def beat_until(stop: asyncio.Event, path: Path, interval: float) -> None:
+    """Renew `path`'s modification time every `interval` seconds until `stop`: a healthcheck that finds it
+    old knows the loader's event loop is stuck or the loader never finished starting."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(_touch, path)
+        except OSError as exc:  # a full or read-only /tmp must not stop the loader; the check will say
+            logger.warning("cannot write the heartbeat file: %s", exc.strerror)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+def _touch(path: Path) -> None:
+    path.touch()
+    os.utime(path)
+
+
 async def run_loader(
     settings: LoaderSettings,
     edgehub: EdgeHubClient,
@@ -43,7 +63,10 @@ async def run_loader(
             await service.start(Handlers(on_desired_patch=service.on_desired_patch, on_method=methods.handle))
             if started is not None:
                 started.set()
-            await stop.wait()
+            if settings.heartbeat_file is None:
+                await stop.wait()
+            else:
+                await beat_until(stop, settings.heartbeat_file, settings.heartbeat_interval)
             logger.info("stopping")
         finally:
             await service.stop()

@@ -79,6 +79,18 @@ class LoaderSettings(ServiceSettings):
     read_timeout: float = Field(
         default=60.0, gt=0, description="A stream that delivers nothing for this long is cut and resumed."
     )
+    heartbeat_file: Path | None = Field(
+        default=None,
+        description="File whose modification time the loader renews every `LOADER_HEARTBEAT_INTERVAL` "
+        "seconds once connected, while its event loop runs; the image's HEALTHCHECK reads it (the image "
+        "sets `/tmp/loader-heartbeat`). Unset: no heartbeat.",
+    )
+    heartbeat_interval: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds between heartbeats; the image's HEALTHCHECK allows three missed ones.",
+    )
 
     @field_validator("trusted_keys", mode="before")
     @classmethod
