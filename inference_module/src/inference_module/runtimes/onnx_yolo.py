@@ -18,7 +18,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from inference_module.errors import ModelLoadError
-from inference_module.resize import configure_resize_threads, resize_rgb
+from inference_module.resize import resize_rgb
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,6 @@ def _output_names(session: ort.InferenceSession) -> tuple[str, str, str]:
 
 def load_onnx_yolo(model_path: Path, options: RuntimeOptions) -> OnnxYoloDetector:
     """Create the session with the configured threads, check the interface, warm it up once."""
-    configure_resize_threads(1)
     session_options = ort.SessionOptions()
     session_options.intra_op_num_threads = options.ort_intra_op_threads
     session_options.inter_op_num_threads = options.ort_inter_op_threads

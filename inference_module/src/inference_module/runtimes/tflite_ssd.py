@@ -19,7 +19,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from inference_module.errors import ModelLoadError
-from inference_module.resize import configure_resize_threads, resize_rgb
+from inference_module.resize import resize_rgb
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
 from inference_module.runtimes.tflite_pool import InterpreterPool, open_interpreters, warm_up
 
@@ -110,7 +110,6 @@ def _output_indices(details: list[dict[str, Any]]) -> tuple[int, int, int, int]:
 
 def load_tflite_ssd(model_path: Path, options: RuntimeOptions) -> TfliteSsdDetector:
     """One interpreter per pipeline thread, each allocated and warmed once."""
-    configure_resize_threads(1)
     interpreters = open_interpreters(model_path, options)
     detector = TfliteSsdDetector(interpreters)
     warm_up(detector, len(interpreters))

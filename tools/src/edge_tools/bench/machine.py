@@ -12,7 +12,7 @@ from pathlib import Path
 import threadpoolctl  # type: ignore[import-untyped]
 
 PACKAGES = (
-    "onnxruntime", "ai-edge-litert", "numpy", "pillow", "opencv-python-headless", "fastapi", "uvicorn",
+    "onnxruntime", "ai-edge-litert", "numpy", "pillow", "fastapi", "uvicorn",
     "uvloop", "httptools", "httpx", "azure-iot-device", "azure-storage-blob",
 )  # fmt: skip
 OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
