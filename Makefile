@@ -11,7 +11,7 @@ BUILD := build
 FIXTURES := $(BUILD)/fixtures
 PYTEST_ARGS ?=
 
-.PHONY: install test demo up bench bench-quick lint typecheck fmt fixtures browser clean check
+.PHONY: install test demo up bench bench-quick lint typecheck fmt fixtures browser clean images compose-test
 
 install: $(VENV)/.synced node_modules/.synced
 
@@ -65,6 +65,16 @@ bench: fixtures
 
 bench-quick: fixtures
 	$(BENCH) --quick
+
+# Container images: podman (installed from Debian when missing) or Docker; on local Debian-built bases
+# where no image registry answers. IMAGES_ARGS=--official-base builds on the Dockerfiles' registry bases.
+IMAGES_ARGS ?=
+images: install
+	$(RUN) python -m edge_tools.images build $(IMAGES_ARGS)
+
+# docker-compose.test.yml end to end with the built images, torn down afterwards (also on failure).
+compose-test: images fixtures
+	$(RUN) python -m edge_tools.images compose-test
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache .hypothesis

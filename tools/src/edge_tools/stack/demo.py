@@ -71,6 +71,14 @@ class LoadClients:
     def failed(self) -> int:
         return self.total - sum(1 for own in self.answers for answer in own if answer.status == 200)
 
+    def went_back(self, version: str) -> bool:
+        """True when some client was answered by another version after an answer from `version`."""
+        for own in self.answers:
+            versions = [answer.version for answer in list(own) if answer.version]
+            if versions != sorted(versions, key=lambda v: v == version):
+                return True
+        return False
+
     def versions(self) -> dict[str, int]:
         return dict(Counter(answer.version for own in self.answers for answer in own if answer.version))
 

@@ -1,0 +1,5 @@
+import sys
+
+from edge_tools.images.cli import main
+
+sys.exit(main())
