@@ -11,7 +11,7 @@ BUILD := build
 FIXTURES := $(BUILD)/fixtures
 PYTEST_ARGS ?=
 
-.PHONY: install test demo up bench bench-quick lint typecheck fmt fixtures browser clean images compose-test
+.PHONY: install test demo up bench bench-quick lint typecheck fmt fixtures browser clean images compose-test images-arm64-smoke
 
 install: $(VENV)/.synced node_modules/.synced
 
@@ -75,6 +75,11 @@ images: install
 # docker-compose.test.yml end to end with the built images, torn down afterwards (also on failure).
 compose-test: images fixtures
 	$(RUN) python -m edge_tools.images compose-test
+
+# The inference image for linux/arm64 under QEMU user emulation, serving an ONNX and a TFLite model
+# (slow: emulated builds; docs/operations.md records the last run).
+images-arm64-smoke: fixtures
+	$(RUN) python -m edge_tools.images arm64-smoke
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache .hypothesis

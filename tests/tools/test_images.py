@@ -4,8 +4,10 @@ and compose run are `make images` and `make compose-test` (docs/operations.md re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +15,9 @@ from typing import Any
 
 import pytest
 
+from edge_shared.repository import ModelRepository
+from edge_tools.fixtures import FixtureCatalog
+from edge_tools.images.arm64 import prepare_models
 from edge_tools.images.build import BASES, IMAGES, REPO_ROOT, build_command, host_ca_bundle
 from edge_tools.images.compose import ComposeTest, ComposeTestFailed, loader_update, parse_containers
 from edge_tools.images.debian import host_mirror, recipe_hash, sources_list, trim
@@ -284,3 +289,21 @@ def test_layer_history_is_read_from_either_engine() -> None:
     ]
     table = markdown([ImageSize("loader:1", 190_246_080, tuple(layers))])
     assert "| `loader:1` | 190 MB | 64 MB `COPY … /app/.venv`; 48 MB `apt-get update" in table
+
+
+def test_the_arm64_smoke_repository_is_what_the_inference_module_reads(
+    tmp_path: Path, catalog: FixtureCatalog
+) -> None:
+    prepare_models(tmp_path / "models", catalog)
+    repository = ModelRepository(tmp_path / "models")
+    assert repository.current_version() == "tiny-yolo-1"
+    assert sorted(repository.installed_versions()) == ["ssd-lite-1", "tiny-yolo-1"]
+    for version in repository.installed_versions():
+        model, labels, manifest = repository.model_paths(version)
+        assert manifest.files[model.name] == hashlib.sha256(model.read_bytes()).hexdigest()
+        assert labels.is_file() and stat.S_IMODE(model.stat().st_mode) == 0o644
+    assert {repository.read_manifest(v).runtime for v in repository.installed_versions()} == {
+        "onnx",
+        "tflite",
+    }
+    assert (tmp_path / "models" / "one-square.jpg").is_file()

@@ -115,6 +115,7 @@ def build_images(
     local_base: bool = True,
     platform: str | None = None,
     tag_suffix: str = "",
+    arch: str | None = None,
     work_dir: Path,
     report: Callable[[str], None],
 ) -> list[Timed]:
@@ -123,7 +124,7 @@ def build_images(
     timings: list[Timed] = []
     if local_base:
         started = time.monotonic()
-        built = build_debian_image(engine, _suffixed(DEBIAN_BASE, tag_suffix), work_dir=work_dir)
+        built = build_debian_image(engine, _suffixed(DEBIAN_BASE, tag_suffix), work_dir=work_dir, arch=arch)
         timings.append(
             Timed("debian root (debootstrap)" if built else "debian root (cached)", _since(started))
         )

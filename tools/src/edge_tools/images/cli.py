@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_tools.fixtures import ensure_fixtures
+from edge_tools.images.arm64 import arm64_smoke
 from edge_tools.images.build import IMAGES, REPO_ROOT, Timed, build_images
 from edge_tools.images.compose import ComposeTest, ComposeTestFailed
 from edge_tools.images.engine import EngineError, select_engine
@@ -57,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=180.0, help="seconds each waiting stage may take (default 180)"
     )
     commands.add_parser("sizes", help="print the images' sizes and largest layers as a Markdown table")
+    arm = commands.add_parser(
+        "arm64-smoke",
+        help="build the inference image for linux/arm64 under QEMU and serve two models with it",
+    )
+    arm.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds for each emulated /score (default 900)"
+    )
     return root
 
 
@@ -79,6 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report=say,
             )
             print_timings("build times", timings)
+        elif args.command == "arm64-smoke":
+            catalog = ensure_fixtures(args.build_dir / "fixtures")
+            timings = arm64_smoke(
+                engine, catalog, work_dir=args.build_dir / "images", report=say, timeout=args.timeout
+            )
+            print_timings("arm64 build and smoke test", timings)
+            say("== arm64 smoke test passed")
         elif args.command == "sizes":
             say(markdown([measure(engine, spec.tag) for spec in IMAGES]))
         elif args.command == "compose-test":

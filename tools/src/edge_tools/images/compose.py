@@ -124,13 +124,17 @@ class ComposeTest:
 
     def swap_under_load(self, old: str, version: str, zip_file: str) -> None:
         argv = [self.engine.name, "exec", self.containers()["edgehub"], "python", "-m",
-                "edge_tools.images.probe", "load", INFERENCE_URL, IMAGE, "--until", version,
+                "edge_tools.images.probe", "load", INFERENCE_URL, IMAGE, "--since", old, "--until", version,
                 "--max-seconds", str(self.timeout)]  # fmt: skip
         env = {**os.environ, **self.engine.env}
         with subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         ) as load:
             try:
+                assert load.stdout is not None
+                warm = load.stdout.readline()  # the old model answered 20 times: requests are flowing
+                if warm.strip() != "warm":
+                    raise ComposeTestFailed(f"the load probe did not get going: {warm!r}")
                 self.publish(version, zip_file)
                 self.wait_loader_ready(version)
                 out, err = load.communicate(timeout=self.timeout + 30)

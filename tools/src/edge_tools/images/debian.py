@@ -59,8 +59,8 @@ def host_mirror(sources: Path = Path("/etc/apt/sources.list.d/debian.sources")) 
     return DEFAULT_MIRROR
 
 
-def recipe_hash(mirror: str) -> str:
-    text = "\n".join([_RECIPE_VERSION, SUITE, mirror, DPKG_SLIM, APT_SLIM])
+def recipe_hash(mirror: str, arch: str | None = None) -> str:
+    text = "\n".join([_RECIPE_VERSION, SUITE, mirror, arch or "host", DPKG_SLIM, APT_SLIM])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -94,10 +94,16 @@ def trim(root: Path, mirror: str) -> None:
                 entry.unlink()
 
 
-def build_debian_image(engine: Engine, tag: str, *, work_dir: Path, mirror: str | None = None) -> bool:
-    """Make `tag` unless an image with the same recipe exists; True when it was (re)built."""
+def build_debian_image(
+    engine: Engine, tag: str, *, work_dir: Path, mirror: str | None = None, arch: str | None = None
+) -> bool:
+    """Make `tag` unless an image with the same recipe exists; True when it was (re)built.
+
+    `arch` (a Debian architecture such as arm64) makes a foreign root file system: debootstrap's second
+    stage then runs under QEMU user emulation (binfmt_misc), which must be registered first.
+    """
     mirror = mirror or host_mirror()
-    recipe = recipe_hash(mirror)
+    recipe = recipe_hash(mirror, arch)
     if engine.image_label(tag, RECIPE_LABEL) == recipe:
         logger.info("%s is up to date (recipe %s)", tag, recipe)
         return False
@@ -107,17 +113,19 @@ def build_debian_image(engine: Engine, tag: str, *, work_dir: Path, mirror: str 
     with tempfile.TemporaryDirectory(prefix="rootfs-", dir=work_dir) as temp:
         root = Path(temp) / "rootfs"
         logger.info("debootstrap --variant=minbase %s from %s", SUITE, mirror)
-        run_command(["debootstrap", "--variant=minbase", SUITE, str(root), mirror], timeout=1200)
+        arch_args = [f"--arch={arch}"] if arch else []
+        run_command(["debootstrap", "--variant=minbase", *arch_args, SUITE, str(root), mirror], timeout=2400)
         trim(root, mirror)
-        _import(engine, root, tag, recipe)
+        _import(engine, root, tag, recipe, arch)
     return True
 
 
-def _import(engine: Engine, root: Path, tag: str, recipe: str) -> None:
+def _import(engine: Engine, root: Path, tag: str, recipe: str, arch: str | None) -> None:
     tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+    arch_args = ["--arch", arch] if arch else []
     try:
         done = subprocess.run(
-            [engine.name, "import", "--change", f"LABEL {RECIPE_LABEL}={recipe}", "--change",
+            [engine.name, "import", *arch_args, "--change", f"LABEL {RECIPE_LABEL}={recipe}", "--change",
              'CMD ["bash"]', "-", tag],
             stdin=tar.stdout,
             capture_output=True,

@@ -2,7 +2,9 @@
 container, which carries edge-tools), so the host never needs a published port or a bridge address.
 
     score URL IMAGE            one POST /score; prints the JSON answer, exit 1 unless 200
-    load URL IMAGE --until V   4 clients post until V answered --after times; prints a JSON summary
+    load URL IMAGE --since OLD --until NEW
+                               4 clients post; `warm` after 20 answers from OLD, then on until 20
+                               from NEW; prints a JSON summary
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ def score(url: str, image: Path) -> int:
     return 0 if response.status_code == 200 else 1
 
 
-def load(url: str, image: Path, *, until: str, after: int, max_seconds: float) -> int:
-    """Post continuously until `after` answers came from version `until` (a swap happened meanwhile)."""
+def load(url: str, image: Path, *, since: str, until: str, after: int, max_seconds: float) -> int:
+    """Post continuously: print `warm` once `after` answers came from version `since` (the caller then
+    publishes), and stop once `after` answers came from version `until` (the swap happened meanwhile)."""
     deadline = time.monotonic() + max_seconds
     with LoadClients(url, image.read_bytes(), clients=4, max_seconds=max_seconds) as clients:
-        while clients.count(until) < after and time.monotonic() < deadline:
-            time.sleep(0.1)
+        for version in (since, until):
+            while clients.count(version) < after and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if version == since:
+                sys.stdout.write("warm\n")
+                sys.stdout.flush()
     summary = {
         "total": clients.total,
         "failed": clients.failed,
@@ -51,13 +58,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for command in (one, many):
         command.add_argument("url")
         command.add_argument("image", type=Path)
+    many.add_argument("--since", required=True, help="the serving version: `warm` after its answers")
     many.add_argument("--until", required=True, help="version whose answers end the run")
-    many.add_argument("--after", type=int, default=20, help="answers of that version to wait for")
+    many.add_argument("--after", type=int, default=20, help="answers of each version to wait for")
     many.add_argument("--max-seconds", type=float, default=180.0)
     args = root.parse_args(argv)
     if args.command == "score":
         return score(args.url, args.image)
-    return load(args.url, args.image, until=args.until, after=args.after, max_seconds=args.max_seconds)
+    return load(
+        args.url,
+        args.image,
+        since=args.since,
+        until=args.until,
+        after=args.after,
+        max_seconds=args.max_seconds,
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,171 @@
+"""`python -m edge_tools.images arm64-smoke`: the inference image for linux/arm64, built and served under
+QEMU user emulation, as many edge devices are ARM boards.
+
+Debian's `qemu-user-static` is registered with the kernel's binfmt_misc (fix-binary flag, so it works
+inside containers) unless already there; debootstrap makes an arm64 Debian root, the bases and the
+inference image are built for linux/arm64 (tags suffixed `-arm64`), and the image then serves, with
+edgeHub off, a model repository prepared here: `/health/ready`, one `/score` with an ONNX model, then a
+swap to a TFLite model through `POST /model/reload` and one more `/score`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge_shared.repository import ModelManifest, ModelRepository
+from edge_tools.fixtures import FixtureCatalog
+from edge_tools.images.build import IMAGES, Timed, build_images
+from edge_tools.images.engine import Engine, EngineError, run_command
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+QEMU_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
+SUFFIX = "-arm64"
+MODELS = ("tiny-yolo-1", "ssd-lite-1")  # one ONNX, one TFLite
+IMAGE_FILE = "one-square.jpg"
+_PROBE = """
+import json, sys, time, urllib.request
+base = "http://127.0.0.1:8080"
+path, reload = sys.argv[1], sys.argv[2] == "reload"
+if reload:
+    urllib.request.urlopen(urllib.request.Request(base + "/model/reload", method="POST"), timeout=600)
+for _ in range(600):
+    try:
+        if urllib.request.urlopen(base + "/health/ready", timeout=5).status == 200:
+            break
+    except OSError:
+        time.sleep(1)
+request = urllib.request.Request(base + "/score", data=open(path, "rb").read(),
+                                 headers={"Content-Type": "image/jpeg"}, method="POST")
+print(json.dumps(json.load(urllib.request.urlopen(request, timeout=600))))
+"""
+
+
+class EmulationUnavailable(EngineError):
+    """QEMU user emulation of arm64 cannot be had on this machine (the message says exactly why)."""
+
+
+@dataclass(frozen=True)
+class SmokeAnswer:
+    version: str
+    runtime: str
+    labels: list[str]
+
+
+def ensure_emulation() -> None:
+    """qemu-user-static installed and registered for aarch64 ELF binaries in binfmt_misc."""
+    if shutil.which("qemu-aarch64-static") is None:
+        if os.geteuid() != 0:
+            raise EmulationUnavailable("qemu-user-static is not installed and this is not root")
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        run_command(["apt-get", "install", "-y", "-qq", "qemu-user-static"], env=env, timeout=900)
+    if not (BINFMT / "register").exists():
+        try:
+            run_command(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], timeout=60)
+        except EngineError as exc:
+            raise EmulationUnavailable(f"binfmt_misc cannot be mounted here: {exc}") from exc
+    if (BINFMT / "qemu-aarch64").exists():
+        return
+    rule = "".join(line for line in QEMU_CONF.read_text().splitlines() if not line.startswith("#"))
+    try:
+        (BINFMT / "register").write_text(rule)
+    except OSError as exc:
+        raise EmulationUnavailable(f"the kernel refused the aarch64 binfmt rule: {exc.strerror}") from exc
+
+
+def prepare_models(root: Path, catalog: FixtureCatalog) -> None:
+    """Install the two fixture models as the loader would (files 0644, manifest), `current` = ONNX."""
+    repository = ModelRepository(root)
+    repository.ensure_layout()
+    for model_id in MODELS:
+        fixture = catalog.model(model_id)
+        directory = repository.version_dir(model_id)
+        directory.mkdir(mode=0o755, exist_ok=True)
+        files: dict[str, str] = {}
+        for relative in (fixture.model_file, fixture.labels_file):
+            target = directory / Path(relative).name
+            shutil.copyfile(catalog.path(relative), target)
+            target.chmod(0o644)
+            files[target.name] = hashlib.sha256(target.read_bytes()).hexdigest()
+        manifest = ModelManifest(
+            version=model_id,
+            file_name=f"{model_id}.zip",
+            runtime=fixture.runtime,
+            model_file=Path(fixture.model_file).name,
+            labels_file=Path(fixture.labels_file).name,
+            files=files,
+            source_sha256="0" * 64,
+            source_md5="0" * 32,
+            installed_at=datetime.now(UTC),
+        )
+        repository.write_manifest(directory, manifest)
+    repository.set_current(MODELS[0])
+    shutil.copyfile(catalog.path(catalog.image("one-square-jpeg").file), root / IMAGE_FILE)
+    (root / IMAGE_FILE).chmod(0o644)
+
+
+def smoke(engine: Engine, root: Path, report: Callable[[str], None], *, timeout: float) -> list[SmokeAnswer]:
+    tag = next(spec.tag for spec in IMAGES if spec.name == "inference") + SUFFIX
+    run = engine.run(
+        ["run", "-d", "--platform", "linux/arm64", "-e", "INFERENCE_EDGEHUB=false",
+         "-e", "INFERENCE_LOG_FORMAT=text", "-v", f"{root}:/models:ro", tag],
+        timeout=120,
+    )  # fmt: skip
+    container = run.stdout.strip().splitlines()[-1]
+    answers: list[SmokeAnswer] = []
+    try:
+        arch = engine.run(["exec", container, "uname", "-m"], timeout=120).stdout.strip()
+        report(f"   the container runs as {arch}")
+        if arch != "aarch64":
+            raise EngineError(f"expected an aarch64 container, got {arch}")
+        for index, model_id in enumerate(MODELS):
+            step = "reload" if index else "first"
+            done = engine.run(
+                ["exec", container, "python", "-c", _PROBE, f"/models/{IMAGE_FILE}", step], timeout=timeout
+            )
+            body = json.loads(done.stdout.strip().splitlines()[-1])
+            answer = SmokeAnswer(
+                body["model"]["version"], body["model"]["runtime"], [d["label"] for d in body["detections"]]
+            )
+            report(f"   /score by {answer.version} ({answer.runtime}): {answer.labels}")
+            if answer.version != model_id or not answer.labels:
+                raise EngineError(f"unexpected answer from the arm64 image: {body}")
+            answers.append(answer)
+    except BaseException:
+        logs = engine.run(["logs", "--tail", "40", container], timeout=60, check=False)
+        report(f"-- inference log:\n{logs.stdout}{logs.stderr}")
+        raise
+    finally:
+        engine.run(["rm", "-f", container], timeout=120, check=False)
+    return answers
+
+
+def arm64_smoke(
+    engine: Engine, catalog: FixtureCatalog, *, work_dir: Path, report: Callable[[str], None], timeout: float
+) -> list[Timed]:
+    started = time.monotonic()
+    ensure_emulation()
+    timings = [Timed("binfmt/qemu", time.monotonic() - started)]
+    timings += build_images(
+        engine,
+        names=["inference"],
+        platform="linux/arm64",
+        tag_suffix=SUFFIX,
+        arch="arm64",
+        work_dir=work_dir,
+        report=report,
+    )
+    root = work_dir / "arm64-models"
+    shutil.rmtree(root, ignore_errors=True)
+    prepare_models(root, catalog)
+    started = time.monotonic()
+    smoke(engine, root, report, timeout=timeout)
+    timings.append(Timed("smoke test (emulated)", time.monotonic() - started))
+    return timings
