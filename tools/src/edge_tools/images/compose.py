@@ -88,7 +88,7 @@ class ComposeTest:
                 if service in containers and self._healthy(containers[service]):
                     pending.discard(service)
             if pending:
-                time.sleep(2)
+                time.sleep(max(0.0, min(2.0, deadline - time.monotonic())))
         if pending:
             raise ComposeTestFailed(f"not healthy within {self.timeout:.0f} s: {', '.join(sorted(pending))}")
 
