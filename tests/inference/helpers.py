@@ -21,6 +21,8 @@ from edge_shared.messages import ModelAnnouncement
 from edge_shared.repository import ModelManifest, ModelRepository
 from edge_tools.fixtures import FixtureCatalog
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
+from inference_module.server import server_config
+from inference_module.settings import InferenceSettings
 
 STARTUP_TIMEOUT = 30.0
 
@@ -41,11 +43,12 @@ class _Server(uvicorn.Server):
                 self.on_ready()
 
 
-def _server(app: FastAPI) -> _Server:
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", loop="asyncio"
-    )
-    return _Server(config)
+def _server(app: FastAPI, settings: InferenceSettings | None = None) -> _Server:
+    """Plain uvicorn, or with `settings` the module's own server configuration (its protocol limits)."""
+    loopback: dict[str, object] = {"host": "127.0.0.1", "port": 0, "access_log": False, "loop": "asyncio"}
+    if settings is not None:
+        return _Server(server_config(app, settings, **loopback))
+    return _Server(uvicorn.Config(app, log_config=None, lifespan="on", **loopback))  # type: ignore[arg-type]
 
 
 def _base_url(server: _Server) -> str:
@@ -53,9 +56,9 @@ def _base_url(server: _Server) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
+async def serve(app: FastAPI, settings: InferenceSettings | None = None) -> AsyncIterator[str]:
     """Run `app` on 127.0.0.1 with a free port on this loop; yield its base URL; always stop it."""
-    server = _server(app)
+    server = _server(app, settings)
     started = asyncio.Event()
     server.on_ready = started.set
     task = asyncio.create_task(server.serve())

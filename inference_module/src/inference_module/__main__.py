@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from edge_shared.logs import configure_logging
 from inference_module.access_log import install_access_log_fields
 from inference_module.api import create_app
+from inference_module.server import server_config
 from inference_module.settings import InferenceSettings
 
 logger = logging.getLogger("inference_module")
@@ -25,17 +26,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     install_access_log_fields()
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        log_config=None,
-        access_log=settings.access_log,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,
-    )
+    config = server_config(create_app(settings), settings)
     uvicorn.Server(config).run()
     return 0
 

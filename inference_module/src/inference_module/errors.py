@@ -7,12 +7,14 @@ Tree (each class has a stable `code`, the `error.code` of the response body and 
     │   ├── InvalidImageError       invalid_image         undecodable, truncated or corrupt image
     │   ├── ImageTooSmallError      image_too_small       a side below INFERENCE_MIN_IMAGE_SIDE
     │   ├── BodyTooLargeError       payload_too_large     more than INFERENCE_MAX_IMAGE_BYTES
+    │   ├── BodyTimeoutError        body_timeout          body slower than INFERENCE_BODY_TIMEOUT_SECONDS
+    │   ├── ClientDisconnectedError client_closed         the client hung up before its body arrived (499)
     │   ├── TooManyPixelsError      too_many_pixels       more than INFERENCE_MAX_IMAGE_PIXELS (bomb guard)
     │   ├── UnsupportedMediaTypeError  unsupported_media_type  Content-Type is not image/* or octet-stream
     │   └── UnsupportedImageFormatError unsupported_image_format  decodable, but not JPEG/PNG/BMP
     ├── UnavailableError            the service cannot answer now; retry later
     │   ├── NoModelError            no_model              nothing loaded yet
-    │   └── OverloadedError         overloaded            more than INFERENCE_MAX_QUEUE requests waiting
+    │   └── OverloadedError         overloaded            too many requests, bodies or large decodes at once
     └── ModelError                  a swap was refused or failed; the old model keeps serving
         ├── InvalidAnnouncementError invalid_message      a routed message that is not a ModelAnnouncement
         ├── UnsafeModelPathError    unsafe_path           a path escaping INFERENCE_MODEL_ROOT
@@ -53,6 +55,16 @@ class ImageTooSmallError(InputError):
 
 class BodyTooLargeError(InputError):
     code = "payload_too_large"
+
+
+class BodyTimeoutError(InputError):
+    code = "body_timeout"
+
+
+class ClientDisconnectedError(InputError):
+    """Nobody is left to answer; counted apart from errors we sent."""
+
+    code = "client_closed"
 
 
 class TooManyPixelsError(InputError):

@@ -18,6 +18,12 @@ class Metrics:
             ("route", "status", "model_version"),
             registry=self.registry,
         )
+        self.client_disconnects = Counter(
+            "inference_client_disconnects",
+            "Scoring requests whose client hung up before its body arrived (counted as status 499).",
+            ("route",),
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "inference_request_seconds",
             "Time from request received to answer ready, by route, status and model version.",
@@ -35,6 +41,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "inference_pending_requests",
             "Scoring requests running or waiting for a pipeline thread.",
+            registry=self.registry,
+        )
+        self.body_bytes = Gauge(
+            "inference_request_body_bytes",
+            "Bytes held by request bodies being received or scored (bounded by "
+            "INFERENCE_MAX_BODY_BYTES_IN_FLIGHT).",
             registry=self.registry,
         )
         self.swaps = Counter(

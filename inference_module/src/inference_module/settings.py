@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edge_shared.settings import ServiceSettings
@@ -24,7 +24,11 @@ class InferenceSettings(ServiceSettings):
         env_prefix="INFERENCE_", extra="ignore", frozen=True, validate_default=True
     )
 
-    host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")
+    host: str = Field(
+        default="0.0.0.0",
+        description="Address the HTTP server binds (all interfaces of the container: sibling modules reach "
+        "it by name on the IoT Edge network; the deployment publishes no host port).",
+    )
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0 picks a free port; for tests).")
     model_root: Path = Field(
         default=Path("/models"),
@@ -45,11 +49,57 @@ class InferenceSettings(ServiceSettings):
         default=20 * MiB, ge=1024, le=1024 * MiB, description="Largest request body; larger is answered 413."
     )
     max_image_pixels: int = Field(
-        default=40_000_000,
+        default=4096 * 4096,
         ge=1,
         le=PILLOW_HARD_PIXEL_LIMIT,
         description="Most pixels (width × height, read from the header before decoding) of an image; "
-        "more is answered 413. Guards against decompression bombs.",
+        "more is answered 413. Guards against decompression bombs. 16.8 Mpx holds a 12 Mpx phone photo "
+        "and a 4K frame with room; detectors see a few hundred pixels a side anyway.",
+    )
+    max_decoded_bytes: int = Field(
+        default=64 * MiB,
+        ge=1 * MiB,
+        le=1024 * MiB,
+        description="Most memory one decoded image may take (pixels × bytes per pixel of its mode, read from "
+        "the header); more is answered 413. JPEGs are decoded at 1/2..1/8 scale to fit instead. 64 MiB: a "
+        "16 Mpx RGBA image; a 16-bit RGBA bomb of 40 Mpx (320 MB) is refused before decoding.",
+    )
+    large_decode_bytes: int = Field(
+        default=16 * MiB,
+        ge=1 * MiB,
+        le=1024 * MiB,
+        description="Decodes needing more than this run one at a time (another is answered 503 at once) and "
+        "give their memory back to the system when done. 16 MiB: a camera frame up to 5 Mpx RGB is never "
+        "held back; big JPEGs are decoded reduced and stay under it.",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Most bytes of a request line and headers; more is answered 431 and the connection "
+        "closed. 16 KiB, as h11's default: image clients send a few hundred bytes.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Time a connection may take to send a request's line and headers; then it gets 408 and "
+        "is closed (slowloris). 10 s: a LAN client sends them in one packet.",
+    )
+    body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Time a request may take to send its whole body; then it gets 408 and its bytes are "
+        "dropped. 60 s: a 20 MiB body needs 2.8 Mbit/s, a 2 MB camera frame 0.3 Mbit/s.",
+    )
+    max_body_bytes_in_flight: int = Field(
+        default=64 * MiB,
+        ge=1024,
+        le=4096 * MiB,
+        description="Most bytes all request bodies being received or scored may hold together; a body that "
+        "would go past it is answered 503 at once. 64 MiB: three bodies at the 20 MiB limit, or the "
+        "queue full of 3 MB frames.",
     )
     min_image_side: int = Field(
         default=8, ge=1, le=4096, description="Images narrower or lower than this are answered 400."
@@ -85,16 +135,39 @@ class InferenceSettings(ServiceSettings):
         description="When two models cannot fit in memory: `preserve-availability` refuses the new one "
         "(the old keeps serving); `preserve-memory` unloads the old first (brief 503s).",
     )
+    load_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="Longest a model load (reading files, session, warm-up) may take before the swap is "
+        "refused as `load_timeout` and the swap lock freed. 120 s: the heavy fixture loads in under 1 s "
+        "on 2 cores; a 250 MB model on a slow SD card takes tens of seconds.",
+    )
+    model_activation_factor: float = Field(
+        default=16.0,
+        ge=1.0,
+        le=1000.0,
+        description="Memory a model is assumed to take per pipeline thread, as a multiple of the input "
+        "tensor it declares (input buffer plus intermediate tensors), checked before any tensor is "
+        "allocated. 16: warm-up of a tiny-YOLOv3-shaped backbone grew the process by 12× its input.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `POST /model/reload` requires `Authorization: Bearer <token>` (401 "
+        "otherwise). Scoring and reading routes stay open to the sibling modules.",
+    )
     swap_memory_factor: float = Field(
         default=2.0,
         ge=1.0,
         le=100.0,
-        description="A model is assumed to need its file size times this much memory once loaded.",
+        description="A model's weights are assumed to need its file size times this much memory once "
+        "loaded (its input and intermediate tensors are counted apart).",
     )
     swap_memory_reserve_bytes: int = Field(
         default=64 * MiB,
         ge=0,
-        description="Memory that must stay available after loading a second model.",
+        description="Memory that must stay available after loading a model (the first one too), before "
+        "and after its warm-up.",
     )
     retry_after_seconds: int = Field(
         default=1, ge=1, le=3600, description="`Retry-After` value of 503 answers, in seconds."
@@ -108,4 +181,8 @@ class InferenceSettings(ServiceSettings):
     def _check_threads(self) -> InferenceSettings:
         if self.max_image_pixels < self.min_image_side * self.min_image_side:
             raise ValueError("max_image_pixels must allow at least a min_image_side × min_image_side image")
+        if self.large_decode_bytes > self.max_decoded_bytes:
+            raise ValueError("large_decode_bytes must not exceed max_decoded_bytes")
+        if self.max_body_bytes_in_flight < self.max_image_bytes:
+            raise ValueError("max_body_bytes_in_flight must hold at least one body of max_image_bytes")
         return self

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from edge_shared.edgehub import EdgeHubClient
 from edge_shared.reported import Runtime
+from inference_module.api.body import BodyBudget, BodyLimits
 from inference_module.api.errors import install_error_handlers
 from inference_module.api.routes import build_router
 from inference_module.api.state import AppState
@@ -45,6 +46,8 @@ def create_app(
         service=service,
         dispatcher=Dispatcher(settings.pipeline_threads, settings.max_queue, metrics),
         limits=ImageLimits(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side),
+        body_limits=BodyLimits(settings.max_image_bytes, settings.body_timeout_seconds),
+        body_budget=BodyBudget(settings.max_body_bytes_in_flight, metrics.body_bytes),
     )
 
     @contextlib.asynccontextmanager

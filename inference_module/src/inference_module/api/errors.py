@@ -20,6 +20,9 @@ STATUS_BY_ERROR: dict[type[errors.InferenceError], int] = {
     errors.InvalidImageError: 400,
     errors.ImageTooSmallError: 400,
     errors.BodyTooLargeError: 413,
+    errors.BodyTimeoutError: 408,
+    # nginx's "client closed request": never sent (nobody is listening), but metrics tell it apart.
+    errors.ClientDisconnectedError: 499,
     errors.TooManyPixelsError: 413,
     errors.UnsupportedMediaTypeError: 415,
     errors.UnsupportedImageFormatError: 415,
@@ -47,8 +50,15 @@ def status_for(exc: errors.InferenceError) -> int:
     return 500
 
 
+# A client too slow to send its body is not kept waiting for the next request. (A 413 keeps the
+# connection: the server skips the rest of the body without holding it, and the client reads the answer.)
+_CLOSE_AFTER = frozenset({408})
+
+
 def error_response(status: int, code: str, message: str, *, retry_after: int | None = None) -> Response:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    if status in _CLOSE_AFTER:
+        headers["Connection"] = "close"
     body = to_json({"error": {"code": code, "message": message}})
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 

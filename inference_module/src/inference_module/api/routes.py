@@ -11,11 +11,16 @@ from pydantic import RootModel
 from pydantic_core import to_json
 
 from edge_shared.scoring import AvaScoreResponse, ErrorBody, ModelInfo, ScoreResponse
-from inference_module.api.body import read_limited_body
+from inference_module.api.body import limited_body
 from inference_module.api.errors import status_for
 from inference_module.api.query import parse_score_query, score_parameters
 from inference_module.api.state import AppState
-from inference_module.errors import InferenceError, NoModelError, UnsupportedMediaTypeError
+from inference_module.errors import (
+    ClientDisconnectedError,
+    InferenceError,
+    NoModelError,
+    UnsupportedMediaTypeError,
+)
 from inference_module.imaging import media_type_accepted
 from inference_module.pipeline import ScoreQuery, ScoreResult, run_pipeline
 from inference_module.settings import InferenceSettings
@@ -61,15 +66,17 @@ def build_router(state: AppState) -> APIRouter:
                 raise UnsupportedMediaTypeError("send the image as image/* or application/octet-stream")
             if state.slot.current is None:
                 raise NoModelError("no model is loaded yet")
-            data = await read_limited_body(request, settings.max_image_bytes)
-            result: ScoreResult = await state.dispatcher.run(
-                run_pipeline, state.slot, data, query, state.limits, settings.annotated_jpeg_quality
-            )
+            async with limited_body(request, state.body_limits, state.body_budget) as data:
+                result: ScoreResult = await state.dispatcher.run(
+                    run_pipeline, state.slot, data, query, state.limits, settings.annotated_jpeg_quality
+                )
             status, version = 200, result.model_version
             state.metrics.pipeline.labels(model_version=version).observe(result.pipeline_seconds)
             return Response(result.body, media_type=result.media_type)
         except InferenceError as exc:
             status = status_for(exc)
+            if isinstance(exc, ClientDisconnectedError):
+                state.metrics.client_disconnects.labels(route=route).inc()
             raise
         finally:
             labels = {"route": route, "status": str(status), "model_version": version}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inference_module.api.body import BodyBudget, BodyLimits
 from inference_module.dispatch import Dispatcher
 from inference_module.imaging import ImageLimits
 from inference_module.metrics import Metrics
@@ -20,3 +21,5 @@ class AppState:
     service: ModelService
     dispatcher: Dispatcher
     limits: ImageLimits
+    body_limits: BodyLimits
+    body_budget: BodyBudget
