@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,14 +17,17 @@ from inference_module.errors import (
     InsufficientMemoryError,
     InvalidAnnouncementError,
     ModelLoadError,
+    ModelLoadTimeoutError,
     NoCurrentModelError,
     UnsafeModelPathError,
 )
 from inference_module.metrics import Metrics
+from inference_module.runtimes import default_registry
+from inference_module.runtimes.base import RuntimeOptions
 from inference_module.service import ModelService, parse_announcement
 from inference_module.settings import InferenceSettings, SwapMode
 from inference_module.slot import ModelSlot
-from tests.inference.helpers import GatedFactory, install_model
+from tests.inference.helpers import GatedDetector, GatedFactory, install_model
 
 GiB = 1024**3
 
@@ -253,3 +258,79 @@ async def test_preserve_memory_with_both_models_failing_leaves_nothing_serving(
         metrics.registry.get_sample_value("inference_active_model_info", {"version": "v1", "runtime": "onnx"})
         is None
     )
+
+
+def unblock_readers(fifo: Path) -> None:
+    """Open the write end once, so that a reader stuck opening the FIFO gets EOF (test cleanup)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # no reader is waiting: nothing to unblock
+
+
+@pytest.mark.parametrize("which", ["model", "labels", "model.json", "manifest.json", "current"])
+async def test_a_fifo_in_the_model_folder_is_refused_and_frees_the_swap_lock(
+    model_root: Path, catalog: FixtureCatalog, which: str
+) -> None:
+    first = install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    message = install_model(model_root, catalog, "tiny-yolo-2", version="v2")
+    directory = model_root / "models" / "v2"
+    fifo = {
+        "model": model_root / message.local_model_path,
+        "labels": model_root / message.local_labelmap_path,
+        "model.json": directory / "model.json",
+        "manifest.json": directory / "manifest.json",
+        "current": model_root / "current",
+    }[which]
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    settings = InferenceSettings(model_root=model_root, edgehub=False)
+    slot = ModelSlot()
+    service = ModelService(settings, slot, Metrics(), default_registry(), memory_probe=lambda: None)
+    try:
+        await service.load_announcement(first.to_json_bytes())
+        async with asyncio.timeout(10):
+            with pytest.raises(ModelLoadError, match="not a regular file"):
+                await service.load_current("reload")
+            assert slot.current is not None and slot.current.identity.version == "v1"
+            with pytest.raises(ModelLoadError):  # the lock was not kept
+                await service.load_current("reload")
+    finally:
+        unblock_readers(fifo)
+        slot.close()
+
+
+async def test_a_load_that_hangs_times_out_frees_the_lock_and_its_late_model_is_closed(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    gate, built = threading.Event(), threading.Event()
+    factory = GatedFactory()
+    settings = InferenceSettings(model_root=model_root, edgehub=False, load_timeout_seconds=0.2)
+    slot, metrics = ModelSlot(), Metrics()
+
+    def hanging(model_path: Path, options: RuntimeOptions) -> GatedDetector:
+        if not gate.wait(timeout=30):
+            raise TimeoutError("gate never opened")
+        detector = factory(model_path, options)
+        built.set()
+        return detector
+
+    service = ModelService(settings, slot, metrics, {"onnx": hanging}, memory_probe=lambda: None)
+    try:
+        async with asyncio.timeout(10):
+            with pytest.raises(ModelLoadTimeoutError):
+                await service.load_current("startup")
+            with pytest.raises(ModelLoadTimeoutError, match="still running"):
+                await service.load_current("reload")  # answered at once: the lock is free
+            assert failures(metrics, "reload", "load_timeout") == 1.0
+            gate.set()
+            assert await asyncio.to_thread(built.wait, 10)
+            (late,) = factory.detectors
+            assert await asyncio.to_thread(late.closed.wait, 10)  # closed, never installed
+            assert slot.current is None
+            identity = await service.load_current("reload")
+            assert identity.version == "v1" and slot.current is not None
+    finally:
+        gate.set()
+        slot.close()

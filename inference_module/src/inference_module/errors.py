@@ -22,6 +22,7 @@ Tree (each class has a stable `code`, the `error.code` of the response body and 
         ├── ChecksumMismatchError   checksum_mismatch     model file differs from its announced sha256
         ├── InsufficientMemoryError insufficient_memory   two models cannot fit (preserve-availability)
         └── ModelLoadError          load_failed           the runtime refused the model or its labels
+            └── ModelLoadTimeoutError load_timeout        the load took over INFERENCE_LOAD_TIMEOUT_SECONDS
 """
 
 from __future__ import annotations
@@ -121,3 +122,9 @@ class InsufficientMemoryError(ModelError):
 
 class ModelLoadError(ModelError):
     code = "load_failed"
+
+
+class ModelLoadTimeoutError(ModelLoadError):
+    """The load was abandoned (its thread cannot be stopped; a model it builds late is closed)."""
+
+    code = "load_timeout"

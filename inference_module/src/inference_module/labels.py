@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference_module.errors import ModelLoadError
+from inference_module.files import read_regular
 
 UNKNOWN_LABEL = "???"
 MAX_LABEL_FILE_BYTES = 1024 * 1024
@@ -39,9 +40,7 @@ def parse_labels(text: str) -> Labels:
 
 def load_labels(path: Path) -> Labels:
     try:
-        if path.stat().st_size > MAX_LABEL_FILE_BYTES:
-            raise ModelLoadError(f"label file is larger than {MAX_LABEL_FILE_BYTES} bytes")
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_regular(path, MAX_LABEL_FILE_BYTES).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"label file cannot be read: {exc.__class__.__name__}") from exc
     return parse_labels(text)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 
@@ -23,7 +23,7 @@ from edge_shared.errors import EdgeSharedError, UnsafePathError
 from edge_shared.logs import log_context
 from edge_shared.messages import ModelAnnouncement
 from edge_shared.reported import Runtime
-from edge_shared.repository import MODEL_SUFFIXES, ModelRepository
+from edge_shared.repository import MANIFEST_FILE, MODEL_SUFFIXES, ModelRepository
 from inference_module.errors import (
     ChecksumMismatchError,
     InferenceError,
@@ -31,9 +31,11 @@ from inference_module.errors import (
     InvalidAnnouncementError,
     ModelError,
     ModelLoadError,
+    ModelLoadTimeoutError,
     NoCurrentModelError,
     UnsafeModelPathError,
 )
+from inference_module.files import open_regular, require_regular
 from inference_module.labels import load_labels
 from inference_module.memory import available_memory_bytes
 from inference_module.metrics import Metrics
@@ -43,6 +45,8 @@ from inference_module.slot import LoadedModel, ModelIdentity, ModelSlot
 
 logger = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+T = TypeVar("T")
 SwapSource = Literal["startup", "message", "reload"]
 ActiveListener = Callable[[ModelIdentity], Awaitable[None]]
 _PATH_FIELDS = ("local_model_path", "local_labelmap_path")
@@ -81,6 +85,7 @@ class ModelService:
         self._memory_probe = memory_probe
         self._repository = ModelRepository(settings.model_root)
         self._swap_lock = asyncio.Lock()
+        self._abandoned_loads = 0
         self._listeners: list[ActiveListener] = []
         self._options = RuntimeOptions(
             ort_intra_op_threads=settings.ort_intra_op_threads,
@@ -98,7 +103,7 @@ class ModelService:
     async def load_current(self, source: SwapSource) -> ModelIdentity:
         """Load the version `current` names (start-up and `POST /model/reload`); no network needed."""
         try:
-            request = await asyncio.to_thread(self._request_from_current)
+            request = await self._in_thread(self._request_from_current)
         except NoCurrentModelError:
             if source != "startup":  # an empty repository at start-up is normal, not a failure
                 self._count_failure(source, NoCurrentModelError("nothing is installed"))
@@ -116,6 +121,32 @@ class ModelService:
             self._count_failure("message", exc)
             raise
         return await self._swap(request, "message", force=False)
+
+    async def _in_thread(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Blocking load work in a thread, with a deadline: a load that hangs must not keep the swap
+        lock. Its thread cannot be stopped, so while one is still running no other load starts, and a
+        model it builds late is closed instead of served."""
+        if self._abandoned_loads:
+            raise ModelLoadTimeoutError(
+                "a previous load that timed out is still running; try again once it has ended"
+            )
+        work = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), self._settings.load_timeout_seconds)
+        except TimeoutError:
+            self._abandoned_loads += 1
+            work.add_done_callback(self._abandoned_load_ended)
+            raise ModelLoadTimeoutError(
+                f"loading took longer than {self._settings.load_timeout_seconds:g} s; abandoned"
+            ) from None
+
+    def _abandoned_load_ended(self, work: asyncio.Future[Any]) -> None:
+        self._abandoned_loads -= 1
+        if work.cancelled():
+            return
+        if work.exception() is None and isinstance(work.result(), LoadedModel):
+            logger.warning("a timed-out load finished late; its model is closed, not served")
+            work.result().close()
 
     # --- the swap ------------------------------------------------------------------------------------
     async def _swap(self, request: LoadRequest, source: SwapSource, *, force: bool) -> ModelIdentity:
@@ -155,7 +186,7 @@ class ModelService:
     async def _build_with_room(self, request: LoadRequest, serving: LoadedModel | None) -> LoadedModel:
         """Build the new model beside the old one, or (preserve-memory) after unloading it."""
         if serving is None or self._fits_beside(request):
-            return await asyncio.to_thread(self._build, request)
+            return await self._in_thread(self._build, request)
         if self._settings.swap_mode == "preserve-availability":
             raise InsufficientMemoryError(
                 "not enough memory to load the new model beside the serving one; "
@@ -167,7 +198,7 @@ class ModelService:
         self._slot.install(None)
         await asyncio.to_thread(serving.closed.wait, _DRAIN_TIMEOUT)
         try:
-            return await asyncio.to_thread(self._build, request)
+            return await self._in_thread(self._build, request)
         except ModelError:
             logger.exception("new model failed after unloading the old one; reloading the old one")
             previous = serving.identity
@@ -179,7 +210,7 @@ class ModelService:
                 expected_sha256=previous.sha256,
             )
             try:
-                old = await asyncio.to_thread(self._build, restore)
+                old = await self._in_thread(self._build, restore)
             except ModelError:
                 logger.exception("the previous model could not be reloaded either; no model is serving")
             else:
@@ -240,9 +271,11 @@ class ModelService:
 
     def _request_from_current(self) -> LoadRequest:
         try:
+            require_regular(self._repository.current_path)
             version = self._repository.current_version()
             if version is None:
                 raise NoCurrentModelError(f"no model is installed under {self._settings.model_root}")
+            require_regular(self._repository.version_dir(version) / MANIFEST_FILE)
             model_path, labels_path, manifest = self._repository.model_paths(version)
         except UnsafePathError as exc:
             raise UnsafeModelPathError(f"the manifest names a path outside the root: {exc}") from exc
@@ -297,7 +330,7 @@ def _summary(exc: ValidationError) -> str:
 
 def file_sha256(path: Path) -> str:
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as exc:
         raise ModelLoadError(f"model file cannot be read: {exc.__class__.__name__}") from exc

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from inference_module.errors import ModelLoadError
+from inference_module.files import read_regular
 from inference_module.runtimes.base import Detector, DetectorFactory, RuntimeOptions
 from inference_module.runtimes.blazeface import is_blazeface_model, load_blazeface
 from inference_module.runtimes.onnx_yolo import load_onnx_yolo
@@ -43,14 +44,11 @@ def read_family(model_dir: Path) -> Family | None:
     """The family named in `model.json`, None without one; a present but bad file is refused."""
     path = model_dir / DESCRIPTOR_FILE
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_DESCRIPTOR_BYTES + 1)
+        raw = read_regular(path, MAX_DESCRIPTOR_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ModelLoadError(f"{DESCRIPTOR_FILE} could not be read: {exc}") from exc
-    if len(raw) > MAX_DESCRIPTOR_BYTES:
-        raise ModelLoadError(f"{DESCRIPTOR_FILE} is larger than {MAX_DESCRIPTOR_BYTES} bytes")
     try:
         return ModelDescriptor.model_validate(json.loads(raw)).family
     except (ValueError, ValidationError) as exc:
