@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from PIL import Image
 
+from edge_shared.scoring import ScoreResponse
 from edge_tools.fixtures import FixtureCatalog
 from inference_module.api import create_app
 from tests.inference.helpers import install_model, serve
@@ -55,3 +58,19 @@ async def test_a_client_hanging_up_mid_body_is_counted_apart_never_as_a_500(
         )
         metrics = (await client.get("/metrics")).text
         assert 'inference_client_disconnects_total{route="/score"} 3.0' in metrics
+
+
+@pytest.mark.parametrize("fmt", ["MPO", "WEBP"])
+async def test_camera_mpo_and_webp_images_are_scored(
+    model_root: Path, catalog: FixtureCatalog, fmt: str
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    photo = Image.open(catalog.path(catalog.image("one-square-png").file)).convert("RGB")
+    buffer = io.BytesIO()
+    photo.save(buffer, format=fmt, save_all=True, append_images=[Image.new("RGB", photo.size)], quality=95)
+    async with serve(create_app(settings_for(model_root))) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post(
+            "/score", content=buffer.getvalue(), headers={"content-type": "image/jpeg"}
+        )
+    assert response.status_code == 200, response.text
+    assert len(ScoreResponse.model_validate_json(response.content).detections) == 1

@@ -16,10 +16,12 @@ from inference_module.errors import (
     EmptyBodyError,
     ImageTooSmallError,
     InvalidImageError,
+    OverloadedError,
     TooManyPixelsError,
     UnsupportedImageFormatError,
 )
 from inference_module.imaging import ImageLimits, decode_for_model, decode_image, media_type_accepted
+from inference_module.settings import InferenceSettings
 
 LIMITS = ImageLimits(max_pixels=40_000_000, min_side=8)
 
@@ -30,9 +32,12 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     return buffer.getvalue()
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims `width`×`height` but carries (almost) no pixel data: a bomb's shape."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+def png_header_only(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2) -> bytes:
+    """A PNG whose header claims `width`×`height` but carries (almost) no pixel data: a bomb's shape.
+
+    Colour type 2 is RGB, 6 RGBA; bit depth 8 or 16.
+    """
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     chunk = b"IHDR" + ihdr
     idat = zlib.compress(b"\x00" * 16)
     return (
@@ -162,3 +167,70 @@ def test_decoder_warm_up_loads_the_lazy_image_plugins_before_the_first_request()
         "PIL.BmpImagePlugin",
         "PIL.TiffImagePlugin",
     } <= loaded
+
+
+def frames(*colours: tuple[int, int, int]) -> list[Image.Image]:
+    return [Image.new("RGB", (64, 48), colour) for colour in colours]
+
+
+@pytest.mark.parametrize("fmt", ["MPO", "WEBP"])
+def test_multi_frame_mpo_and_webp_decode_to_their_first_frame(fmt: str) -> None:
+    first, second = frames((220, 20, 20), (20, 20, 220))
+    data = encode(first, fmt, save_all=True, append_images=[second], lossless=True)
+    assert Image.open(io.BytesIO(data)).format == fmt
+    image = decode_image(data, LIMITS)
+    assert (image.mode, image.size) == ("RGB", (64, 48))
+    red, _, blue = image.getpixel((10, 10))  # type: ignore[misc]
+    assert red > 150 and blue < 100
+
+
+def test_single_frame_webp_with_alpha_decodes() -> None:
+    data = encode(Image.new("RGBA", (40, 30), (10, 200, 10, 255)), "WEBP", lossless=True)
+    assert decode_image(data, LIMITS).getpixel((5, 5)) == (10, 200, 10)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "ICO"])
+def test_formats_pillow_decodes_but_we_do_not_trust_stay_refused(fmt: str) -> None:
+    with pytest.raises(UnsupportedImageFormatError):
+        decode_image(encode(Image.new("RGB", (20, 20)), fmt), LIMITS)
+
+
+def test_the_default_limits_refuse_the_16_bit_rgba_bomb_before_decoding() -> None:
+    """The review's bomb: 39.7 Mpx of 16-bit RGBA in 309 kB (under the old 40 Mpx limit)."""
+    defaults = InferenceSettings()
+    limits = ImageLimits(defaults.max_image_pixels, 8, max_decoded_bytes=defaults.max_decoded_bytes)
+    with pytest.raises(TooManyPixelsError):
+        decode_image(png_header_only(7000, 5671, bit_depth=16, colour_type=6), limits)
+
+
+def test_decoded_size_is_bounded_by_bytes_per_pixel_not_only_pixels() -> None:
+    limits = ImageLimits(max_pixels=40_000_000, min_side=8, max_decoded_bytes=16 * 1024 * 1024)
+    # 2.5 Mpx: 10 MB as RGB fits; as RGBA, 10 MB plus its 10 MB RGB copy does not
+    with pytest.raises(TooManyPixelsError, match="bytes"):
+        decode_image(png_header_only(2000, 1250, colour_type=6), limits)
+    rgb = decode_image(encode(Image.new("RGB", (2000, 1250)), "PNG"), limits)
+    assert rgb.size == (2000, 1250)
+
+
+def test_a_jpeg_too_costly_at_full_size_is_decoded_reduced_and_keeps_its_size() -> None:
+    limits = ImageLimits(max_pixels=40_000_000, min_side=8, max_decoded_bytes=4 * 1024 * 1024)
+    data = encode(Image.new("RGB", (2400, 1600)), "JPEG")  # 11.5 MB as RGB
+    image, size = decode_for_model(data, limits)
+    assert size == (2400, 1600)
+    assert image.size == (1200, 800)  # 1/2 scale: 2.9 MB
+
+
+def test_only_one_large_decode_runs_at_a_time_and_small_ones_pass() -> None:
+    limits = ImageLimits(max_pixels=40_000_000, min_side=8, large_decode_bytes=1024 * 1024)
+    large = encode(Image.new("RGB", (1000, 1000)), "PNG")  # 3 MB decoded
+    small = encode(Image.new("RGB", (300, 300)), "PNG")  # 0.27 MB
+    assert limits.large_decodes.acquire(blocking=False)  # another request is decoding a large image
+    try:
+        with pytest.raises(OverloadedError):
+            decode_image(large, limits)
+        assert decode_image(small, limits).size == (300, 300)
+    finally:
+        limits.large_decodes.release()
+    assert decode_image(large, limits).size == (1000, 1000)
+    assert limits.large_decodes.acquire(blocking=False)  # given back after the decode
+    limits.large_decodes.release()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -15,18 +17,44 @@ from inference_module.errors import (
     EmptyBodyError,
     ImageTooSmallError,
     InvalidImageError,
+    OverloadedError,
     TooManyPixelsError,
     UnsupportedImageFormatError,
 )
+from inference_module.memory import give_back_memory
 
-SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP")
+# MPO is what many cameras write (a JPEG with more frames: the first is the photo); WebP too. GIF, TIFF
+# and the rest decode, but through code paths we do not need to trust with untrusted bytes.
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP")
+_DCT_FORMATS = ("JPEG", "MPO")  # decodable at 1/2, 1/4, 1/8 scale (`Image.draft`)
+_DRAFT_SCALES = (1, 2, 4, 8)
 ACCEPTED_MEDIA_TYPES = ("application/octet-stream",)
+MiB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class ImageLimits:
+    """Decode bounds. `large_decodes` admits one decode above `large_decode_bytes` at a time (shared by
+    the pipeline threads of one app)."""
+
     max_pixels: int
     min_side: int
+    max_decoded_bytes: int = 64 * MiB
+    large_decode_bytes: int = 16 * MiB
+    large_decodes: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
+
+
+def decode_bytes_per_pixel(mode: str) -> int:
+    """Memory per pixel to decode an image of `mode` and convert it to RGB: Pillow keeps 8-bit
+    single-band modes at 1 byte, 16-bit grey at 2 and every multi-band mode (RGB included) at 4; any
+    mode but RGB then needs an RGB copy (4 more)."""
+    if mode == "RGB":
+        return 4
+    if mode in ("1", "L", "P"):
+        return 1 + 4
+    if mode.startswith("I;16"):
+        return 2 + 4
+    return 4 + 4
 
 
 def media_type_accepted(content_type: str | None) -> bool:
@@ -51,9 +79,11 @@ def decode_for_model(
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Decode to an upright RGB image; also return the upright size of the original.
 
-    With `draft_to`, a JPEG at least twice that size on both sides is decoded at 1/2, 1/4 or 1/8
-    scale (in the DCT, much faster than decoding everything and resizing), never below `draft_to`.
-    Boxes are fractions of the image, so they still apply to the original.
+    The cost (pixels × bytes per pixel, from the header) is bounded before any pixel is decoded. A JPEG
+    is decoded at 1/2, 1/4 or 1/8 scale (in the DCT, much faster than decoding everything and
+    resizing) when that is what fits, and with `draft_to` when it is at least twice that size on both
+    sides (never below `draft_to`). Boxes are fractions of the image, so they still apply to the
+    original.
     """
     if not data:
         raise EmptyBodyError("the request body is empty; send the image bytes")
@@ -69,7 +99,7 @@ def decode_for_model(
     with image:
         if image.format not in SUPPORTED_FORMATS:
             raise UnsupportedImageFormatError(
-                f"image format {image.format} is not supported; send JPEG, PNG or BMP"
+                f"image format {image.format} is not supported; send JPEG, PNG, BMP or WebP"
             )
         width, height = image.size
         if width * height > limits.max_pixels:
@@ -80,17 +110,47 @@ def decode_for_model(
             raise ImageTooSmallError(
                 f"image is {width}×{height}; both sides must be at least {limits.min_side} pixels"
             )
+        cost = _reduce_to_fit(image, limits, draft_to)
+        large = cost > limits.large_decode_bytes
+        if large and not limits.large_decodes.acquire(blocking=False):
+            raise OverloadedError(
+                f"another large image is being decoded ({cost} bytes needed); retry shortly"
+            )
         try:
             orientation = image.getexif().get(_ORIENTATION, 1)
             size = (height, width) if orientation in _SWAPS_SIDES else (width, height)
-            if draft_to is not None and image.format == "JPEG":
-                image.draft("RGB", (draft_to, draft_to))
             image.load()
             # exif_transpose copies even upright images; only call it when there is work to do.
             upright = ImageOps.exif_transpose(image) if orientation not in (1, None) else image
             return (upright if upright.mode == "RGB" else _to_rgb(upright)), size
         except (OSError, ValueError, SyntaxError, struct.error) as exc:
             raise InvalidImageError("the image data is truncated or corrupt") from exc
+        finally:
+            if large:
+                limits.large_decodes.release()
+                give_back_memory()
+
+
+def _reduce_to_fit(image: Image.Image, limits: ImageLimits, draft_to: int | None) -> int:
+    """Pick the JPEG draft scale (the `draft_to` hint, or what fits `max_decoded_bytes`); the decoded
+    size in bytes, or `TooManyPixelsError` when even the smallest scale does not fit."""
+    width, height = image.size
+    per_pixel = decode_bytes_per_pixel(image.mode)
+    reducible = image.format in _DCT_FORMATS
+    scales = _DRAFT_SCALES if reducible else (1,)
+    fitting = [s for s in scales if -(-width // s) * -(-height // s) * per_pixel <= limits.max_decoded_bytes]
+    if not fitting:
+        raise TooManyPixelsError(
+            f"image is {width}×{height} at {per_pixel} bytes per pixel = {width * height * per_pixel} bytes "
+            f"to decode; the limit is {limits.max_decoded_bytes} bytes"
+        )
+    scale = fitting[0]
+    if reducible and draft_to is not None:
+        hinted = max(s for s in _DRAFT_SCALES if s <= max(1, min(width // draft_to, height // draft_to)))
+        scale = max(scale, hinted)
+    if scale > 1:
+        image.draft("RGB", (width // scale, height // scale))
+    return image.size[0] * image.size[1] * per_pixel
 
 
 def warm_up_decoder() -> None:
@@ -100,7 +160,14 @@ def warm_up_decoder() -> None:
     sample = Image.new("RGB", (32, 24), (128, 64, 32))
     exif = Image.Exif()
     exif[_ORIENTATION] = 6
-    for fmt, extra in (("JPEG", {"exif": exif.tobytes()}), ("PNG", {}), ("BMP", {})):
+    formats: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("JPEG", {"exif": exif.tobytes()}),
+        ("PNG", {}),
+        ("BMP", {}),
+        ("WEBP", {}),
+        ("MPO", {"save_all": True, "append_images": [sample]}),
+    )
+    for fmt, extra in formats:
         buffer = io.BytesIO()
         sample.save(buffer, format=fmt, **extra)
         decode_for_model(buffer.getvalue(), limits, draft_to=16)
@@ -110,10 +177,11 @@ def warm_up_decoder() -> None:
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Grey, palette, RGBA, CMYK and 16-bit images to 8-bit RGB; alpha is composited on black."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        background.alpha_composite(rgba)
-        return background.convert("RGB")
+        # Pasting with the alpha as mask blends onto black with two image copies fewer than compositing.
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", rgba.size)
+        background.paste(rgba, (0, 0), rgba)
+        return background
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # Scale 16/32-bit grey to 8 bits instead of clipping it.
         image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")

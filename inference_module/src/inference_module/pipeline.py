@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from inference_module.annotate import draw_detections
 from inference_module.imaging import ImageLimits, decode_for_model, encode_jpeg
+from inference_module.memory import give_back_memory
 from inference_module.postprocess import (
     ResponseFormat,
     ava_body,
@@ -70,6 +71,9 @@ def run_pipeline(
         )
         body = to_json_bytes(payload)
         media_type = "application/json"
+    if image.width * image.height * 4 > limits.large_decode_bytes:
+        del image
+        give_back_memory()  # a large image's pages go back to the system, not to this thread's arena
     return ScoreResult(
         body=body,
         media_type=media_type,

@@ -60,17 +60,18 @@ class InferenceSettings(ServiceSettings):
         default=64 * MiB,
         ge=1 * MiB,
         le=1024 * MiB,
-        description="Most memory one decoded image may take (pixels × bytes per pixel of its mode, read from "
-        "the header); more is answered 413. JPEGs are decoded at 1/2..1/8 scale to fit instead. 64 MiB: a "
-        "16 Mpx RGBA image; a 16-bit RGBA bomb of 40 Mpx (320 MB) is refused before decoding.",
+        description="Most memory decoding one image may take: pixels × bytes per pixel (Pillow keeps colour "
+        "at 4, and any mode but RGB needs an RGB copy), read from the header; more is answered 413. A JPEG "
+        "is decoded at 1/2..1/8 scale to fit instead. 64 MiB: a 16.8 Mpx RGB image; an RGBA one up to "
+        "8.4 Mpx. The review's 39.7 Mpx 16-bit RGBA PNG (318 MB) is refused before decoding.",
     )
     large_decode_bytes: int = Field(
         default=16 * MiB,
         ge=1 * MiB,
         le=1024 * MiB,
-        description="Decodes needing more than this run one at a time (another is answered 503 at once) and "
-        "give their memory back to the system when done. 16 MiB: a camera frame up to 5 Mpx RGB is never "
-        "held back; big JPEGs are decoded reduced and stay under it.",
+        description="Decodes needing more than this run one at a time (another is answered 503 at once, "
+        "so pipeline threads stay free for normal requests) and give their memory back to the system "
+        "afterwards. 16 MiB: a 4 Mpx RGB frame is never held back; big JPEGs decode reduced under it.",
     )
     max_header_bytes: int = Field(
         default=16 * 1024,

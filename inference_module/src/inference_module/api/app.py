@@ -45,7 +45,12 @@ def create_app(
         metrics=metrics,
         service=service,
         dispatcher=Dispatcher(settings.pipeline_threads, settings.max_queue, metrics),
-        limits=ImageLimits(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side),
+        limits=ImageLimits(
+            max_pixels=settings.max_image_pixels,
+            min_side=settings.min_image_side,
+            max_decoded_bytes=settings.max_decoded_bytes,
+            large_decode_bytes=settings.large_decode_bytes,
+        ),
         body_limits=BodyLimits(settings.max_image_bytes, settings.body_timeout_seconds),
         body_budget=BodyBudget(settings.max_body_bytes_in_flight, metrics.body_bytes),
     )

@@ -35,19 +35,23 @@ _IMAGE_SCHEMA = {"type": "string", "format": "binary"}
 IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The raw image bytes: JPEG, PNG or BMP.",
+        "description": "The raw image bytes: JPEG (MPO: its first frame), PNG, BMP or WebP.",
         "content": {
             media: {"schema": _IMAGE_SCHEMA}
-            for media in ("image/jpeg", "image/png", "image/bmp", "application/octet-stream")
+            for media in ("image/jpeg", "image/png", "image/bmp", "image/webp", "application/octet-stream")
         },
     }
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Empty, undecodable or too small image."},
-    413: {"model": ErrorBody, "description": "Body or pixel count over the limits."},
+    408: {"model": ErrorBody, "description": "The body did not arrive in time."},
+    413: {"model": ErrorBody, "description": "Body, pixel count or decoding cost over the limits."},
     415: {"model": ErrorBody, "description": "Content-Type or image format not supported."},
     422: {"model": ErrorBody, "description": "Invalid query parameters."},
-    503: {"model": ErrorBody, "description": "No model loaded, or too many requests waiting."},
+    503: {
+        "model": ErrorBody,
+        "description": "No model loaded, or too many requests, bodies or large decodes at once.",
+    },
 }
 
 
