@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -74,3 +75,22 @@ async def test_camera_mpo_and_webp_images_are_scored(
         )
     assert response.status_code == 200, response.text
     assert len(ScoreResponse.model_validate_json(response.content).detections) == 1
+
+
+async def test_docs_load_every_asset_from_the_module_itself(model_root: Path) -> None:
+    """An offline device must still show /docs and /redoc: no CDN, every script and style served here."""
+    async with serve(create_app(settings_for(model_root))) as url, httpx.AsyncClient(base_url=url) as client:
+        for path, bundle in (("/docs", "SwaggerUIBundle"), ("/redoc", "Redoc")):
+            page = await client.get(path)
+            assert page.status_code == 200
+            assert "/openapi.json" in page.text
+            assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+            assert any(asset.endswith(".js") for asset in assets), page.text
+            scripts = ""
+            for asset in assets:
+                assert asset.startswith("/"), f"{path}: {asset} is not served by the module"
+                fetched = await client.get(asset)
+                assert fetched.status_code == 200 and len(fetched.content) > 1000, asset
+                if asset.endswith(".js"):
+                    scripts += fetched.text
+            assert bundle in scripts

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from edge_shared.edgehub import EdgeHubClient
 from edge_shared.reported import Runtime
@@ -71,7 +72,9 @@ def create_app(
                 logger.info("running standalone: swaps only through POST /model/reload")
             yield
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the fastapi-offline package, not a CDN: devices are often offline.
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="edge-model-loader inference",
         summary="Object detection with ONNX Runtime and TFLite models, swapped without downtime.",
         version="0.1.0",
