@@ -94,3 +94,51 @@ async def test_docs_load_every_asset_from_the_module_itself(model_root: Path) ->
                 if asset.endswith(".js"):
                     scripts += fetched.text
             assert bundle in scripts
+
+
+CROSS_SITE = [
+    ("another origin", {"Origin": "http://evil.example"}),
+    ("another port", {"Origin": "http://127.0.0.1:1"}),
+    ("fetch metadata", {"Sec-Fetch-Site": "cross-site"}),
+    ("same site, other origin", {"Sec-Fetch-Site": "same-site"}),
+    ("form post without origin", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ("text/plain post", {"Content-Type": "text/plain"}),
+    ("multipart post", {"Content-Type": "multipart/form-data; boundary=x"}),
+]
+
+
+async def test_state_changing_routes_refuse_simple_cross_site_requests(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    async with serve(create_app(settings_for(model_root))) as url, httpx.AsyncClient(base_url=url) as client:
+        for name, headers in CROSS_SITE:
+            refused = await client.post("/model/reload", headers=headers, content=b"x=1")
+            assert refused.status_code == 403, name
+            assert refused.json()["error"]["code"] == "cross_site_request", name
+        metrics = (await client.get("/metrics")).text
+        assert 'inference_model_swaps_total{source="reload"}' not in metrics  # nothing was reloaded
+        same_origin = {"Origin": url, "Sec-Fetch-Site": "same-origin"}
+        for headers in ({}, same_origin, {"Content-Type": "application/json"}):  # curl, the page, scripts
+            assert (await client.post("/model/reload", headers=headers)).status_code == 200, headers
+
+
+async def test_a_configured_token_guards_reload_and_scoring_stays_open(
+    model_root: Path, catalog: FixtureCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    token = "s3cret-token-value"
+    image = catalog.path(catalog.image("one-square-png").file).read_bytes()
+    async with serve(create_app(settings_for(model_root, api_token=token))) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {token}"}):
+                refused = await client.post("/model/reload", headers=headers)
+                assert refused.status_code == 401, headers
+                assert refused.json()["error"]["code"] == "unauthorized"
+                assert refused.headers["www-authenticate"] == "Bearer"
+            allowed = await client.post("/model/reload", headers={"Authorization": f"Bearer {token}"})
+            assert allowed.status_code == 200
+            assert (await client.post("/score", content=image)).status_code == 200
+            assert (await client.get("/model")).status_code == 200
+    assert token not in caplog.text
+    assert token not in repr(settings_for(model_root, api_token=token))

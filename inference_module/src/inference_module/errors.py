@@ -12,6 +12,9 @@ Tree (each class has a stable `code`, the `error.code` of the response body and 
     │   ├── TooManyPixelsError      too_many_pixels       more than INFERENCE_MAX_IMAGE_PIXELS (bomb guard)
     │   ├── UnsupportedMediaTypeError  unsupported_media_type  Content-Type is not image/* or octet-stream
     │   └── UnsupportedImageFormatError unsupported_image_format  decodable, but not JPEG/PNG/BMP
+    ├── AccessError                 the caller may not do this
+    │   ├── UnauthorizedError       unauthorized          INFERENCE_API_TOKEN set, no or wrong bearer token
+    │   └── CrossSiteRequestError   cross_site_request    a browser's cross-site or form POST to reload
     ├── UnavailableError            the service cannot answer now; retry later
     │   ├── NoModelError            no_model              nothing loaded yet
     │   └── OverloadedError         overloaded            too many requests, bodies or large decodes at once
@@ -78,6 +81,20 @@ class UnsupportedMediaTypeError(InputError):
 
 class UnsupportedImageFormatError(InputError):
     code = "unsupported_image_format"
+
+
+class AccessError(InferenceError):
+    """Refused whatever the state: the caller is not allowed to change the module."""
+
+    code = "forbidden"
+
+
+class UnauthorizedError(AccessError):
+    code = "unauthorized"
+
+
+class CrossSiteRequestError(AccessError):
+    code = "cross_site_request"
 
 
 class UnavailableError(InferenceError):

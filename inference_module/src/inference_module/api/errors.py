@@ -27,6 +27,8 @@ STATUS_BY_ERROR: dict[type[errors.InferenceError], int] = {
     errors.UnsupportedMediaTypeError: 415,
     errors.UnsupportedImageFormatError: 415,
     errors.InputError: 400,
+    errors.UnauthorizedError: 401,
+    errors.AccessError: 403,
     errors.UnavailableError: 503,
     errors.InvalidAnnouncementError: 400,
     errors.UnsafeModelPathError: 400,
@@ -71,7 +73,12 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
         status = status_for(exc)
         if status >= 500 and status != 503:
             logger.error("request failed: %s", exc, exc_info=exc)
-        return error_response(status, exc.code, str(exc), retry_after=retry_after if status == 503 else None)
+        response = error_response(
+            status, exc.code, str(exc), retry_after=retry_after if status == 503 else None
+        )
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     async def on_validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -13,6 +13,7 @@ from pydantic_core import to_json
 from edge_shared.scoring import AvaScoreResponse, ErrorBody, ModelInfo, ScoreResponse
 from inference_module.api.body import limited_body
 from inference_module.api.errors import status_for
+from inference_module.api.guard import check_mutation_allowed
 from inference_module.api.query import parse_score_query, score_parameters
 from inference_module.api.state import AppState
 from inference_module.errors import (
@@ -130,10 +131,16 @@ def build_router(state: AppState) -> APIRouter:
         response_model=None,
         responses={
             200: {"model": ModelInfo},
+            401: {
+                "model": ErrorBody,
+                "description": "INFERENCE_API_TOKEN is set: bearer token missing or wrong.",
+            },
+            403: {"model": ErrorBody, "description": "A browser's cross-site or form request."},
             409: {"model": ErrorBody, "description": "Nothing installed, or the model failed to load."},
         },
     )
-    async def reload_model() -> Response:
+    async def reload_model(request: Request) -> Response:
+        check_mutation_allowed(request.headers, settings.api_token)
         await state.service.load_current("reload")
         model = state.slot.current
         if model is None:  # a concurrent preserve-memory swap failed after unloading
