@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_shared.repository import ModelRepository
+from edge_tools.bench.hostile_models import declared_input_onnx
 from edge_tools.fixtures import FixtureCatalog
 from inference_module.errors import (
     ChecksumMismatchError,
@@ -21,6 +22,7 @@ from inference_module.errors import (
     NoCurrentModelError,
     UnsafeModelPathError,
 )
+from inference_module.memory import rss_bytes
 from inference_module.metrics import Metrics
 from inference_module.runtimes import default_registry
 from inference_module.runtimes.base import RuntimeOptions
@@ -334,3 +336,45 @@ async def test_a_load_that_hangs_times_out_frees_the_lock_and_its_late_model_is_
     finally:
         gate.set()
         slot.close()
+
+
+def real_service(root: Path, memory: int | None) -> tuple[ModelService, ModelSlot, Metrics]:
+    settings = InferenceSettings(model_root=root, edgehub=False, swap_memory_reserve_bytes=0)
+    slot, metrics = ModelSlot(), Metrics()
+    return (
+        ModelService(settings, slot, metrics, default_registry(), memory_probe=lambda: memory),
+        slot,
+        metrics,
+    )
+
+
+@pytest.mark.parametrize(("model_id", "fits", "short"), [("tiny-yolo-1", 256, 32), ("ssd-lite-1", 32, 4)])
+async def test_the_tensors_a_model_declares_must_fit_before_any_is_allocated(
+    model_root: Path, catalog: FixtureCatalog, model_id: str, fits: int, short: int
+) -> None:
+    """Declared input × INFERENCE_MODEL_ACTIVATION_FACTOR × pipeline threads, against what is free."""
+    install_model(model_root, catalog, model_id, version="v1")
+    service, slot, metrics = real_service(model_root, short * 1024 * 1024)
+    with pytest.raises(InsufficientMemoryError, match="declares"):
+        await service.load_current("startup")  # the first model too: nothing is beside it
+    assert slot.current is None
+    assert failures(metrics, "startup", "insufficient_memory") == 1.0
+    service, slot, _ = real_service(model_root, fits * 1024 * 1024)
+    await service.load_current("startup")
+    assert slot.current is not None
+    slot.close()
+
+
+async def test_a_tiny_model_declaring_a_huge_input_is_refused_without_allocating_it(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    """The review's attack: 10000×10000 float input (1.2 GB a tensor) in a model of a few kB."""
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1", model_bytes=declared_input_onnx(10_000))
+    service, slot, _ = real_service(model_root, 4 * GiB)
+    before = rss_bytes()
+    with pytest.raises(InsufficientMemoryError, match="10000"):
+        await service.load_current("startup")
+    after = rss_bytes()
+    assert slot.current is None
+    assert before is not None and after is not None
+    assert after - before < 256 * 1024 * 1024  # the 1.2 GB tensor was never allocated

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,3 +66,11 @@ def give_back_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def rss_bytes(statm: Path = Path("/proc/self/statm")) -> int | None:
+    """Resident memory of this process, or None where /proc is missing."""
+    try:
+        return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -37,7 +37,7 @@ from inference_module.errors import (
 )
 from inference_module.files import open_regular, require_regular
 from inference_module.labels import load_labels
-from inference_module.memory import available_memory_bytes
+from inference_module.memory import available_memory_bytes, rss_bytes
 from inference_module.metrics import Metrics
 from inference_module.runtimes.base import DetectorFactory, RuntimeOptions
 from inference_module.settings import InferenceSettings
@@ -93,6 +93,7 @@ class ModelService:
             tflite_threads=settings.tflite_threads,
             pipeline_threads=settings.pipeline_threads,
             onnx_input_size=settings.onnx_input_size,
+            activation_factor=settings.model_activation_factor,
         )
 
     def add_listener(self, listener: ActiveListener) -> None:
@@ -252,12 +253,24 @@ class ModelService:
                 f"model file sha256 {sha256} differs from the announced {request.expected_sha256}"
             )
         labels = load_labels(request.labels_path)
+        options = self._options_with_budget(request.model_path)
+        rss_before = rss_bytes()
         try:
-            detector = factory(request.model_path, self._options)
+            detector = factory(request.model_path, options)
         except ModelError:
             raise
         except Exception as exc:
             raise ModelLoadError(f"{runtime} runtime failed to load the model: {exc}") from exc
+        rss_after = rss_bytes()
+        logger.info(
+            "model loaded and warmed",
+            extra={
+                "memory_budget_bytes": options.memory_budget_bytes,
+                "rss_growth_bytes": None
+                if rss_before is None or rss_after is None
+                else rss_after - rss_before,
+            },
+        )
         identity = ModelIdentity(
             version=request.version,
             file_name=request.file_name,
@@ -268,6 +281,19 @@ class ModelService:
             loaded_at=datetime.now(UTC),
         )
         return LoadedModel(detector, labels, identity)
+
+    def _options_with_budget(self, model_path: Path) -> RuntimeOptions:
+        """The runtime options, with what the model's tensors may take: free memory now, less the
+        reserve and its weights (file size × INFERENCE_SWAP_MEMORY_FACTOR)."""
+        available = self._memory_probe()
+        if available is None:
+            return self._options
+        try:
+            weights = int(model_path.stat().st_size * self._settings.swap_memory_factor)
+        except OSError:
+            weights = 0  # the runtime reports the missing file properly
+        budget = available - self._settings.swap_memory_reserve_bytes - weights
+        return replace(self._options, memory_budget_bytes=budget)
 
     def _request_from_current(self) -> LoadRequest:
         try:

@@ -7,6 +7,8 @@ Implementations are thread-safe: several pipeline threads call `detect` on one i
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +18,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from edge_shared.reported import Runtime
+from inference_module.errors import InsufficientMemoryError
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,10 @@ class RuntimeOptions:
     tflite_threads: int = 1
     pipeline_threads: int = 2
     onnx_input_size: int = 416
+    memory_budget_bytes: int | None = None
+    """Memory the model's tensors may take (free memory less the reserve and its weights); None: unknown."""
+    activation_factor: float = 16.0
+    """Input tensor plus intermediates of one run, as a multiple of the input tensor's size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +81,26 @@ class DetectorFactory(Protocol):
     """Loads and warms a model file; raises `ModelLoadError` when the file is not a usable detector."""
 
     def __call__(self, model_path: Path, options: RuntimeOptions) -> Detector: ...
+
+
+def check_declared_memory(
+    input_shape: Sequence[int], input_dtype: str | type[np.generic], options: RuntimeOptions
+) -> None:
+    """Refuse a model whose declared input would not fit, before any tensor is allocated.
+
+    A few-kB model may declare a 10000×10000 input: each run then needs gigabytes that its file size
+    does not show. Each pipeline thread runs the model with its own input and intermediate tensors,
+    estimated as input bytes × `activation_factor`. Every runtime calls this between reading the
+    model's signature and allocating (or warming) anything.
+    """
+    budget = options.memory_budget_bytes
+    if budget is None:
+        return
+    input_bytes = math.prod(int(side) for side in input_shape) * np.dtype(input_dtype).itemsize
+    needed = int(input_bytes * options.activation_factor) * max(1, options.pipeline_threads)
+    if needed > budget:
+        shape = "×".join(str(int(side)) for side in input_shape)
+        raise InsufficientMemoryError(
+            f"the model declares a {shape} input ({input_bytes} bytes): its tensors would need about "
+            f"{needed} bytes for {options.pipeline_threads} pipeline threads, and {max(budget, 0)} are free"
+        )

@@ -19,7 +19,12 @@ from PIL import Image
 
 from inference_module.errors import ModelLoadError
 from inference_module.resize import resize_rgb
-from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
+from inference_module.runtimes.base import (
+    DetectorMetadata,
+    RawDetections,
+    RuntimeOptions,
+    check_declared_memory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +158,7 @@ def load_onnx_yolo(model_path: Path, options: RuntimeOptions) -> OnnxYoloDetecto
     except Exception as exc:  # onnxruntime raises its own unexported exception types
         raise ModelLoadError(f"ONNX Runtime could not load the model: {exc}") from exc
     detector = OnnxYoloDetector(session, options)
+    check_declared_memory(detector.metadata.input_shape, np.float32, options)
     warm_up(detector)
     return detector
 

@@ -12,7 +12,12 @@ from typing import Any, Protocol
 from PIL import Image
 
 from inference_module.errors import ModelLoadError
-from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
+from inference_module.runtimes.base import (
+    DetectorMetadata,
+    RawDetections,
+    RuntimeOptions,
+    check_declared_memory,
+)
 
 try:
     from ai_edge_litert.interpreter import Interpreter
@@ -53,10 +58,13 @@ class InterpreterPool:
 
 def open_interpreters(model_path: Path, options: RuntimeOptions) -> list[Any]:
     """One allocated interpreter per pipeline thread; any engine error becomes `ModelLoadError`."""
-    interpreters = []
+    interpreters: list[Any] = []
     try:
         for _ in range(max(1, options.pipeline_threads)):
             interpreter = Interpreter(model_path=str(model_path), num_threads=options.tflite_threads)
+            if not interpreters:  # the signature is known before anything is allocated
+                for tensor in interpreter.get_input_details():
+                    check_declared_memory(tensor["shape"], tensor["dtype"], options)
             interpreter.allocate_tensors()
             interpreters.append(interpreter)
     except (ValueError, RuntimeError) as exc:
