@@ -146,13 +146,17 @@ def install_model(
 
 @dataclass
 class GatedDetector:
-    """A detector whose `detect` blocks until the test opens the gate: swap tests need no sleeps."""
+    """A detector whose `detect` blocks until the test opens the gate: swap tests need no sleeps.
+
+    The first `warm_ups` calls (the swap's warm-up) neither block nor fail.
+    """
 
     name: str
     gate: threading.Event = field(default_factory=threading.Event)
     entered: threading.Event = field(default_factory=threading.Event)
     closed: threading.Event = field(default_factory=threading.Event)
     calls: int = 0
+    warm_ups: int = 0
 
     @property
     def metadata(self) -> DetectorMetadata:
@@ -166,11 +170,12 @@ class GatedDetector:
 
     def detect(self, image: Image.Image) -> RawDetections:  # noqa: ARG002 - the fake ignores pixels
         self.calls += 1
-        self.entered.set()
-        if not self.gate.wait(timeout=30):
-            raise TimeoutError("gate never opened")
-        if self.closed.is_set():
-            raise RuntimeError("detect on a closed model")
+        if self.calls > self.warm_ups:  # the swap's warm-up on a sample frame passes through
+            self.entered.set()
+            if not self.gate.wait(timeout=30):
+                raise TimeoutError("gate never opened")
+            if self.closed.is_set():
+                raise RuntimeError("detect on a closed model")
         return RawDetections(
             boxes=np.array([[0.1, 0.2, 0.5, 0.6]], np.float32),
             scores=np.array([0.9], np.float32),
@@ -193,7 +198,7 @@ class GatedFactory:
         if self.fail_next:
             self.fail_next = False
             raise ValueError(f"cannot load {model_path.name}")
-        detector = GatedDetector(name=model_path.parent.name)
+        detector = GatedDetector(name=model_path.parent.name, warm_ups=1)
         if self.open_gates:
             detector.gate.set()
         self.detectors.append(detector)

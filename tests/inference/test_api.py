@@ -234,7 +234,7 @@ async def test_requests_past_the_queue_bound_get_503_at_once(
     image = catalog.path(catalog.image("one-square-png").file).read_bytes()
     async with serve(create_app(settings, registry={"onnx": factory})) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            (detector,) = factory.detectors  # the gated fake has no warm-up, so its gate is still closed
+            (detector,) = factory.detectors  # its warm-up passed through; its gate is still closed
             running = asyncio.create_task(client.post("/score", content=image))
             assert await asyncio.to_thread(detector.entered.wait, 10)
             refused = await client.post("/score", content=image)

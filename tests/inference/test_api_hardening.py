@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from edge_shared.scoring import ScoreResponse
+from edge_tools.bench.hostile_models import image_dependent_indices_onnx
 from edge_tools.fixtures import FixtureCatalog
 from inference_module.api import create_app
 from tests.inference.helpers import install_model, serve
@@ -142,3 +143,22 @@ async def test_a_configured_token_guards_reload_and_scoring_stays_open(
             assert (await client.get("/model")).status_code == 200
     assert token not in caplog.text
     assert token not in repr(settings_for(model_root, api_token=token))
+
+
+async def test_a_model_that_fails_on_real_images_fails_its_warm_up_and_the_old_one_keeps_serving(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    """Its indices point past its boxes for any image but black: before, every /score was a 500."""
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    image = catalog.path(catalog.image("one-square-png").file).read_bytes()
+    async with serve(create_app(settings_for(model_root))) as url, httpx.AsyncClient(base_url=url) as client:
+        install_model(
+            model_root, catalog, "tiny-yolo-1", version="v2", model_bytes=image_dependent_indices_onnx()
+        )
+        refused = await client.post("/model/reload")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "load_failed"
+        assert "sample image" in refused.json()["error"]["message"]
+        scored = await client.post("/score", content=image)
+        assert scored.status_code == 200
+        assert ScoreResponse.model_validate_json(scored.content).model.version == "v1"

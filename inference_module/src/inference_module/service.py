@@ -42,6 +42,7 @@ from inference_module.metrics import Metrics
 from inference_module.runtimes.base import DetectorFactory, RuntimeOptions
 from inference_module.settings import InferenceSettings
 from inference_module.slot import LoadedModel, ModelIdentity, ModelSlot
+from inference_module.warmup import exercise
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +262,11 @@ class ModelService:
             raise
         except Exception as exc:
             raise ModelLoadError(f"{runtime} runtime failed to load the model: {exc}") from exc
+        try:
+            exercise(detector, labels, request.version)
+        except ModelLoadError:
+            detector.close()
+            raise
         rss_after = rss_bytes()
         logger.info(
             "model loaded and warmed",
