@@ -135,3 +135,23 @@ async def test_bodies_in_flight_past_the_budget_get_503_at_once(
                 break
             await asyncio.sleep(0.01)
         assert (await client.post("/score", content=image)).status_code == 200
+
+
+@pytest.mark.parametrize("rest", ["stalls", "completes"])
+async def test_a_connection_answered_before_its_body_ended_does_not_stay_open(
+    model_root: Path, rest: str
+) -> None:
+    """No model: 503 right after the headers. The client then stalls, or sends the rest and idles."""
+    settings = limited(model_root)
+    async with serve(create_app(settings), settings) as url:
+        reader, writer = await connect(url)
+        writer.write(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 1000)
+        await writer.drain()
+        async with asyncio.timeout(WAIT):
+            status = await reader.readline()
+        assert status.startswith(b"HTTP/1.1 503 "), status
+        if rest == "completes":
+            writer.write(b"\0" * 99_000)
+            await writer.drain()
+        await answer_then_close(reader)  # closed by the server, within the bound
+        writer.close()

@@ -1,8 +1,9 @@
 """The uvicorn server of the module, with the limits uvicorn lacks: header size and header time.
 
 uvicorn closes idle keep-alive connections, but a connection that sends its request line and headers
-slowly (slowloris), or never, stays open for ever, and its httptools parser takes headers of any size.
-`GuardedHttpToolsProtocol` adds both bounds; the body's own bounds live in `api.body`.
+slowly (slowloris), or never, stays open for ever, its httptools parser takes headers of any size, and
+a connection answered before its body ended (413, 503) stays open while the client stalls.
+`GuardedHttpToolsProtocol` bounds all three; the body's own bounds live in `api.body`.
 """
 
 from __future__ import annotations
@@ -32,12 +33,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, plus: headers must be complete within `header_timeout` seconds of
     the connection (or of the first byte of a keep-alive request) and within `max_header_bytes`."""
 
-    def __init__(self, *args: Any, header_timeout: float, max_header_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, header_timeout: float, max_header_bytes: int, body_timeout: float, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._header_timeout = header_timeout
         self._max_header_bytes = max_header_bytes
+        self._body_timeout = body_timeout
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        self._body_done = True
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     def _arm(self) -> None:
         if self._header_timer is None:
@@ -66,6 +72,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._stop_draining()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -77,7 +84,41 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._body_done = False
         self._arm()  # a keep-alive connection's next request: its headers get the same bound
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._body_done = True
+        if self._drain_timer is not None:
+            # Answered before its body ended: uvicorn cancelled its keep-alive timer when the rest of
+            # the body came in and never arms it again, so the idle connection stayed open for ever.
+            self._stop_draining()
+            if not self.transport.is_closing() and not self.pipeline:
+                self._unset_keepalive_if_required()
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._body_done and not self.transport.is_closing():
+            # The app answered early (413, 503): the rest of the body is skipped as it arrives, but a
+            # client that stalls or drips it must not hold the connection longer than a body may take.
+            self._drain_timer = self.loop.call_later(self._body_timeout, self._drain_too_slow)
+
+    def _stop_draining(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+
+    def _drain_too_slow(self) -> None:
+        self._drain_timer = None
+        if not self.transport.is_closing():
+            logger.warning(
+                "connection closed: the rest of an answered body is too slow", extra={"client": self.client}
+            )
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -99,6 +140,7 @@ def server_config(app: Any, settings: InferenceSettings, **overrides: Any) -> uv
             GuardedHttpToolsProtocol,
             header_timeout=settings.header_timeout_seconds,
             max_header_bytes=settings.max_header_bytes,
+            body_timeout=settings.body_timeout_seconds,
         ),
     }
     options.update(overrides)
