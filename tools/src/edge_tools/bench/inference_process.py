@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -102,12 +103,21 @@ def cpu_seconds(pid: int) -> float:
 class InferenceProcess:
     """`python -m inference_module` on `root`, no edgeHub, on a free loopback port; stopped on exit."""
 
-    def __init__(self, root: Path, log: Path, *, access_log: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        log: Path,
+        *,
+        access_log: bool = True,
+        env: Mapping[str, str] | None = None,
+        wait_for: str = "/health/ready",
+    ) -> None:
         self.root, self.log, self.access_log = root, log, access_log
+        self.extra_env, self.wait_for = dict(env or {}), wait_for
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_seconds = float("nan")
-        """Seconds from spawning the process to the first 200 of `/health/ready`."""
+        """Seconds from spawning the process to the first 200 of `wait_for` (`/health/ready`)."""
 
     def __enter__(self) -> InferenceProcess:
         env = {
@@ -117,6 +127,7 @@ class InferenceProcess:
             "INFERENCE_HOST": "127.0.0.1",
             "INFERENCE_EDGEHUB": "false",
             "INFERENCE_ACCESS_LOG": "true" if self.access_log else "false",
+            **self.extra_env,
         }
         started = time.perf_counter()
         with self.log.open("ab") as sink:
@@ -124,7 +135,7 @@ class InferenceProcess:
                 [sys.executable, "-m", "inference_module"], env=env, stdout=sink, stderr=sink
             )
         try:
-            wait_for_status(self.process, self.port, "/health/ready", "the inference process")
+            wait_for_status(self.process, self.port, self.wait_for, "the inference process")
         except BaseException:
             self.stop()
             raise
