@@ -9,7 +9,7 @@ import pytest
 
 from inference_module.dispatch import Dispatcher
 from inference_module.labels import parse_labels
-from inference_module.memory import available_memory_bytes
+from inference_module.memory import available_memory_bytes, give_back_memory, rss_bytes
 from inference_module.metrics import Metrics
 from inference_module.slot import LoadedModel, ModelIdentity, ModelSlot
 from tests.inference.helpers import GatedDetector
@@ -79,3 +79,22 @@ def test_a_detector_that_fails_to_close_is_still_marked_closed() -> None:
     slot.install(model)
     slot.close()
     assert model.closed.is_set()
+
+
+def test_resident_memory_is_read_and_grows_with_what_this_process_holds() -> None:
+    before = rss_bytes()
+    held = bytearray(64 * MiB)
+    held[::4096] = b"\1" * len(held[::4096])  # touch every page
+    after = rss_bytes()
+    assert before is not None and after is not None
+    assert after - before > 32 * MiB
+    del held
+
+
+def test_rss_is_unknown_without_proc(tmp_path: Path) -> None:
+    assert rss_bytes(tmp_path / "missing") is None
+
+
+def test_freed_heap_memory_can_be_given_back_on_glibc() -> None:
+    """The image's Python is glibc-based (python:3.11-slim-bookworm), as is this machine's."""
+    assert give_back_memory() is True
