@@ -12,6 +12,7 @@ import zlib
 import pytest
 from PIL import Image
 
+from edge_tools.bench.hostile_models import rgba16_png_bomb
 from inference_module.errors import (
     EmptyBodyError,
     ImageTooSmallError,
@@ -234,3 +235,11 @@ def test_only_one_large_decode_runs_at_a_time_and_small_ones_pass() -> None:
     assert decode_image(large, limits).size == (1000, 1000)
     assert limits.large_decodes.acquire(blocking=False)  # given back after the decode
     limits.large_decodes.release()
+
+
+def test_the_benchmarks_png_bomb_is_a_valid_16_bit_rgba_png() -> None:
+    data = rgba16_png_bomb(64, 32)
+    with Image.open(io.BytesIO(data)) as opened:
+        assert (opened.format, opened.mode, opened.size) == ("PNG", "RGBA", (64, 32))
+    assert decode_image(data, LIMITS).size == (64, 32)
+    assert len(rgba16_png_bomb(7000, 5671)) < 400_000  # the review's 39.7 Mpx in about 300 kB
