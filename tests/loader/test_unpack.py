@@ -91,6 +91,14 @@ def test_duplicate_names_are_unsafe(tmp_path: Path) -> None:
     _refused(tmp_path, data, UnsafeArchiveError)
 
 
+@pytest.mark.parametrize("names", [("a", "a/b"), ("x/y/z", "X/y"), ("deep/a/b/c", "deep/a")])
+def test_a_name_that_is_both_a_file_and_a_folder_is_unsafe(tmp_path: Path, names: tuple[str, str]) -> None:
+    members = {"model.onnx": onnx_model(), "labels.txt": LABELS.encode()}
+    for order in (names, names[::-1]):
+        message = _refused(tmp_path, zip_bytes(members | dict.fromkeys(order, b"x")), UnsafeArchiveError)
+        assert "both a file and a folder" in message and str(tmp_path) not in message
+
+
 def test_two_models_are_invalid(tmp_path: Path) -> None:
     data = zip_bytes({"a.onnx": onnx_model(), "b.tflite": tflite_model(), "labels.txt": b"x\n"})
     assert "2 model files" in _refused(tmp_path, data, InvalidModelError)

@@ -27,3 +27,26 @@ def central_directory_offset_too_large(data: bytes) -> bytes:
     broken = bytearray(data)
     broken[eocd + 16 : eocd + 20] = struct.pack("<I", offset + 1000)
     return bytes(broken)
+
+
+def encrypted_member(data: bytes) -> bytes:
+    """Every member flagged as encrypted (general-purpose bit 0, in its local header and its central
+    directory entry): `zipfile` then refuses to read it without a password. The bytes stay plain, which
+    is enough: the flag alone decides what the reader does."""
+    broken = bytearray(data)
+    for info in zipfile.ZipFile(io.BytesIO(data)).infolist():
+        broken[info.header_offset + 6] |= 0x01
+    start = 0
+    while (start := data.find(b"PK\x01\x02", start)) != -1:
+        broken[start + 8] |= 0x01
+        start += 4
+    return bytes(broken)
+
+
+def file_and_folder(data: bytes) -> bytes:
+    """The valid archive plus a member `a` and a member `a/b`: one name is both a file and a folder."""
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("a", b"file")
+        archive.writestr("a/b", b"inside the file")
+    return buffer.getvalue()

@@ -87,6 +87,20 @@ def test_sha256_alone_is_enough() -> None:
         (reference_patch(DownloadUrl="http://account.blob.core.windows.net/m/x.zip?sig=abc"), "DownloadUrl"),
         (reference_patch(DownloadUrl="ftp://host/x.zip"), "DownloadUrl"),
         (reference_patch(DownloadUrl="https:///nohost.zip"), "DownloadUrl"),
+        (reference_patch(DownloadUrl="https://h:99999/x.zip?sig=abc"), "DownloadUrl"),
+        (reference_patch(DownloadUrl="https://h:abc/x.zip?sig=abc"), "DownloadUrl"),
+        (reference_patch(DownloadUrl="https://h:-1/x.zip"), "DownloadUrl"),
+        (
+            reference_patch(
+                Delta={
+                    "BaseVersion": "1",
+                    "DownloadUrl": "https://h:0x50/d",
+                    "ContentSHA256": "a" * 64,
+                    "Format": "emdelta/1",
+                }
+            ),
+            "Delta.DownloadUrl",
+        ),
         (reference_patch(DownloadUrl="https://" + "a" * 10_000_000), "DownloadUrl"),
         (reference_patch(ContentMD5="not-a-digest"), "ContentMD5"),
         (reference_patch(ContentMD5=base64.b64encode(b"short").decode()), "ContentMD5"),

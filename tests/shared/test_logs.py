@@ -92,3 +92,10 @@ def test_redact_url_keeps_host_port_and_path() -> None:
     )
     assert redact_url("https://user:pw@host/p") == "https://host/p"
     assert redact_url("https://host/p") == "https://host/p"
+
+
+@pytest.mark.parametrize("port", ["99999", "abc", "-1", "1:2"])
+def test_redact_url_with_a_port_out_of_range_or_not_a_number_still_redacts(port: str) -> None:
+    # urlsplit accepts these; only reading `.port` raises, which used to kill the update task.
+    assert redact_url(f"https://host:{port}/p?sig=SECRET") == "https://host:<invalid port>/p?<redacted>"
+    assert "SECRET" not in redact(f"failed: https://host:{port}/p?sig=SECRET")

@@ -32,6 +32,7 @@ from loader_module.clock import Clock, SystemClock
 from loader_module.delta import RebuiltZip, delta_part_path, rebuild_zip, rebuilt_zip_path, usable_base
 from loader_module.download import Downloader, DownloadLimits, DownloadResult, discard
 from loader_module.errors import DeltaUnusableError, LoaderError, RollbackFailedError, SasExpiredError
+from loader_module.failures import classify, reportable
 from loader_module.install import (
     activate,
     apply_retention,
@@ -335,26 +336,22 @@ class LoaderService:
                     job.new_url.clear()
                     await self._record_failure(job, exc.code, str(exc), next_retry=None)
                     await job.new_url.wait()  # a desired patch with a new URL for the same target
-                except LoaderError as exc:
-                    if exc.code == ErrorCode.DISK_FULL:
+                except Exception as exc:  # whatever it was, the update ends reported, never silent
+                    if not isinstance(exc, LoaderError):
+                        logger.exception("update failed unexpectedly")
+                    failure = classify(exc)
+                    if failure.code == ErrorCode.DISK_FULL:
                         # The partial download may be what filled the volume: free it so the state
                         # file and the other modules can still write; the retry starts afresh.
                         await asyncio.to_thread(self._drop_other_parts, set())
                     next_retry = (
                         self._clock.now() + timedelta(seconds=self._settings.retry_after)
-                        if exc.retry_later
+                        if failure.retry_later
                         else None
                     )
-                    await self._record_failure(job, exc.code, str(exc), next_retry=next_retry)
+                    await self._record_failure(job, failure.code, failure.message, next_retry=next_retry)
                     if next_retry is None:
                         return
-                    job.wait_until = next_retry
-                except (OSError, RepositoryError) as exc:
-                    logger.exception("update failed unexpectedly")
-                    next_retry = self._clock.now() + timedelta(seconds=self._settings.retry_after)
-                    await self._record_failure(
-                        job, ErrorCode.INSTALL_FAILED, f"{type(exc).__name__}: {exc}", next_retry=next_retry
-                    )
                     job.wait_until = next_retry
                 job.cycle += 1
 
@@ -633,7 +630,7 @@ class LoaderService:
     async def _record_failure(
         self, job: _Job, code: ErrorCode, message: str, *, next_retry: datetime | None
     ) -> None:
-        message = redact(message)
+        message = reportable(message)
         logger.warning(
             "update failed", extra={"code": str(code), "reason": message, "next_retry_at": next_retry}
         )
@@ -656,9 +653,9 @@ class LoaderService:
         self._state.update = record
         try:
             await self._save()
-        except OSError as exc:
+        except Exception:
             # Reporting the failure matters more than persisting it; the retry is still scheduled.
-            logger.error("could not save the loader state", extra={"reason": str(exc)})
+            logger.exception("could not save the loader state")
         await self._fail_report(
             code,
             message,
@@ -683,7 +680,7 @@ class LoaderService:
         source: Source = "full",
     ) -> None:
         finished = self._clock.now()
-        error = UpdateError(code=str(code), message=redact(message))
+        error = UpdateError(code=str(code), message=reportable(message))
         reported_source: Source | None = None if code == ErrorCode.INVALID_DESIRED else source
         await self.reporter.publish_update(
             state=UpdateState.FAILED,

@@ -32,6 +32,7 @@ _COPY_BLOCK = 1024 * 1024
 # First byte of an ONNX ModelProto: the tag of one of its top-level fields (ir_version comes first).
 _ONNX_FIRST_BYTES = frozenset({0x08, 0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72})
 _IGNORED_PREFIXES = ("__MACOSX/",)
+_ENCRYPTED = 0x1  # general-purpose flag bit 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ def _plan(infos: list[zipfile.ZipInfo], limits: UnpackLimits) -> list[tuple[zipf
             raise UnsafeArchiveError(f"member {info.filename!r} is not a regular file")
         if info.is_dir() or info.filename.startswith(_IGNORED_PREFIXES):
             continue
+        if info.flag_bits & _ENCRYPTED:
+            # zipfile would raise RuntimeError (no password) halfway through the extraction.
+            raise InvalidModelError(f"member {info.filename!r} is encrypted; model ZIPs must not be")
         total += info.file_size
         if total > limits.max_unpacked_bytes:
             raise UnsafeArchiveError(f"unpacks to more than {limits.max_unpacked_bytes} bytes")
@@ -128,7 +132,17 @@ def _plan(infos: list[zipfile.ZipInfo], limits: UnpackLimits) -> list[tuple[zipf
             raise UnsafeArchiveError(f"member {name!r} appears twice")
         seen.add(name.lower())
         plan.append((info, name))
+    _refuse_file_and_folder(seen)
     return plan
+
+
+def _refuse_file_and_folder(names: set[str]) -> None:
+    """`a` and `a/b` cannot both be written: whichever comes second would fail halfway through the
+    extraction with an OS error, so the archive is refused before a byte is written."""
+    folders = {parent.as_posix() for name in names for parent in PurePosixPath(name).parents}
+    clash = sorted(names & folders)
+    if clash:
+        raise UnsafeArchiveError(f"member {clash[0]!r} is both a file and a folder")
 
 
 def _safe_name(raw: str) -> PurePosixPath:

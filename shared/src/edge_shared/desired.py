@@ -59,6 +59,10 @@ def _check_url(url: str, info: ValidationInfo) -> SecretStr:
         raise ValueError(f"must be an https URL{hint}")
     if not parts.hostname:
         raise ValueError("must name a host")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ValueError("must have a port from 0 to 65535") from None
     if any(ch.isspace() for ch in url):
         raise ValueError("must not contain white space")
     return SecretStr(url)

@@ -15,6 +15,7 @@ _SECRETS = [
     re.compile(r"(?i)SharedAccessSignature\s+[^\s\"']+"),
 ]
 REDACTED = "<redacted>"
+INVALID_PORT = "<invalid port>"
 
 
 def redact_url(url: str) -> str:
@@ -25,8 +26,13 @@ def redact_url(url: str) -> str:
         return REDACTED
     query = REDACTED if parts.query else ""
     netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
+    try:
+        port = parts.port  # parsed only here: 99999 or `abc` raise, and this must never raise
+    except ValueError:
+        netloc = f"{netloc}:{INVALID_PORT}"
+    else:
+        if port is not None:
+            netloc = f"{netloc}:{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
