@@ -6,31 +6,25 @@ requests (with `Retry-After`), then serves the blob with ETag and Range like Blo
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trustme
-import uvicorn
 
 from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.download import Downloader, DownloadLimits
 from loader_module.edge import make_http_client
 from tests.loader.conftest import desired_for, make_settings, model_zip
+from tests.loader.https_server import Receive, Send, serve_https
 from tests.loader.service_helpers import running_loader, status_events, update, wait_state
 
 pytestmark = pytest.mark.integration
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass
@@ -69,29 +63,9 @@ class Served:
 
 @pytest.fixture
 async def flaky_server(tmp_path: Path) -> AsyncIterator[Served]:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1")
-    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    leaf.private_key_pem.write_to_path(str(key_file))
-    leaf.cert_chain_pems[0].write_to_path(str(cert_file))
     app = FlakyBlob(data=b"", statuses=[])
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_level="warning",
-        ssl_certfile=str(cert_file),
-        ssl_keyfile=str(key_file),
-    )
-    server = uvicorn.Server(config)
-    # A socket that listens before uvicorn runs: clients queue in its backlog, so no start-up wait.
-    sock = socket.create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    yield Served(f"https://127.0.0.1:{port}/devstoreaccount1/models/m.zip?sv=1&sig=STORMSIG", ca_file, app)
-    server.should_exit = True
-    await task
-    sock.close()
+    async with serve_https(app, tmp_path / "tls") as server:
+        yield Served(f"{server.origin}/devstoreaccount1/models/m.zip?sv=1&sig=STORMSIG", server.ca_file, app)
 
 
 async def test_storm_of_server_errors_then_success_installs(flaky_server: Served, model_root: Path) -> None:

@@ -33,6 +33,7 @@ from loader_module.errors import (
     ChecksumMismatchError,
     DiskFullError,
     DownloadFailedError,
+    LoaderError,
     SasExpiredError,
     TooLargeError,
     TransientDownloadError,
@@ -232,6 +233,11 @@ class Downloader:
                         raise
         except TransientDownloadError as exc:
             raise DownloadFailedError(f"gave up after {attempts} attempts: {exc}") from exc
+        except (TooLargeError, ChecksumMismatchError):
+            # A final verdict on this blob: what was received of it is of no use to a later attempt.
+            await asyncio.to_thread(partial.close)
+            await asyncio.to_thread(discard, part_path)
+            raise
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(f"the model volume is full: {exc.strerror}") from exc
@@ -272,17 +278,27 @@ class Downloader:
                 flushed_at = loop.time()
                 try:
                     async for chunk in response.aiter_raw():
-                        buffer += chunk
                         position += len(chunk)
                         received.bytes += len(chunk)
-                        if partial.total is not None and position > partial.total:
-                            raise DownloadFailedError("the server sent more bytes than it announced")
+                        # Checked before the chunk is kept: no byte past a bound is ever written, and a
+                        # chunked answer (no Content-Length) cannot fill the volume.
+                        overflow = overflow_error(
+                            position,
+                            max_bytes=self._limits.max_bytes,
+                            expected_size=expected_size,
+                            announced=partial.total,
+                        )
+                        if overflow is not None:
+                            raise overflow
+                        buffer += chunk
                         # Flush a full block, or whatever arrived within FLUSH_SECONDS: on a slow link
                         # progress still moves and a cut loses seconds of data, not a whole block.
                         if len(buffer) >= FLUSH_BYTES or loop.time() - flushed_at >= FLUSH_SECONDS:
                             if writing is not None:
                                 await writing
-                            writing = asyncio.ensure_future(asyncio.to_thread(partial.append, bytes(buffer)))
+                            writing = asyncio.ensure_future(
+                                asyncio.to_thread(self._write, partial, bytes(buffer))
+                            )
                             buffer.clear()
                             flushed_at = loop.time()
                             await on_progress(position, partial.total, attempt)
@@ -291,7 +307,7 @@ class Downloader:
                     if writing is not None:
                         await writing
                     if buffer:
-                        await asyncio.to_thread(partial.append, bytes(buffer))
+                        await asyncio.to_thread(self._write, partial, bytes(buffer))
                     await asyncio.to_thread(partial.close)
         except httpx.TransportError as exc:
             raise TransientDownloadError(f"{type(exc).__name__}: {_describe(exc)}") from exc
@@ -337,6 +353,15 @@ class Downloader:
         else:
             partial.etag, partial.total = None, total
 
+    def _write(self, partial: _Partial, block: bytes) -> None:
+        """Append `block` unless that would take the volume below the free-space floor (blocking)."""
+        free = shutil.disk_usage(partial.path.parent).free
+        if free - len(block) < self._limits.min_free_bytes:
+            raise DiskFullError(
+                f"writing {len(block)} more bytes would leave less than {self._limits.min_free_bytes} free"
+            )
+        partial.append(block)
+
     def _check_size(self, total: int, expected_size: int | None, partial: _Partial) -> None:
         if total > self._limits.max_bytes:
             raise TooLargeError(f"the blob has {total} bytes, over the limit of {self._limits.max_bytes}")
@@ -352,6 +377,20 @@ class Downloader:
                 f"{total - partial.offset} bytes to download but only {free} free "
                 f"(keeping {self._limits.min_free_bytes} spare)"
             )
+
+
+def overflow_error(
+    position: int, *, max_bytes: int, expected_size: int | None, announced: int | None
+) -> LoaderError | None:
+    """The error for a body that has reached `position` bytes, if that is past one of its bounds: what
+    the server announced (a lying server, retried), `Size` (a mismatch), the download limit."""
+    if announced is not None and position > announced:
+        return DownloadFailedError("the server sent more bytes than it announced")
+    if expected_size is not None and position > expected_size:
+        return ChecksumMismatchError(f"the server sent more than the {expected_size} bytes that Size gives")
+    if position > max_bytes:
+        return TooLargeError(f"the download passed the limit of {max_bytes} bytes")
+    return None
 
 
 def _int_header(response: httpx.Response, name: str) -> int | None:
