@@ -22,6 +22,7 @@ from loader_module.errors import (
     DownloadFailedError,
     SasExpiredError,
     TooLargeError,
+    TransientDownloadError,
 )
 from tests.loader.conftest import make_settings
 
@@ -248,10 +249,13 @@ async def test_https_needs_the_configured_ca(azurite: Azurite, tmp_path: Path) -
     name, data = _blob(azurite, b"w" * 5000)
     url = azurite.sas_url("models", name)
     async with make_http_client(make_settings(tmp_path)) as system_cas_only:
-        with pytest.raises(DownloadFailedError, match="ConnectError"):
+        with pytest.raises(DownloadFailedError, match="network error") as failed:
             await Downloader(system_cas_only, DownloadLimits(**{**LIMITS.__dict__, "attempts": 2})).fetch(
                 lambda: url, tmp_path / "a.part", expected_size=None, on_progress=_nothing
             )
+    # The reason is kept for the device log, not in the message (which reaches the twin).
+    cause = failed.value.__cause__
+    assert isinstance(cause, TransientDownloadError) and "CERTIFICATE_VERIFY_FAILED" in (cause.detail or "")
     async with make_http_client(make_settings(tmp_path, ca_file=azurite.ca_file)) as with_ca:
         result = await Downloader(with_ca, LIMITS).fetch(
             lambda: url, tmp_path / "b.part", expected_size=None, on_progress=_nothing

@@ -46,6 +46,11 @@ FLUSH_SECONDS = 1.0
 FLUSH_BYTES = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: What every connection, TLS, timeout or protocol failure reports. The twin must not tell a refused
+#: port from one without TLS or one with an untrusted certificate: whoever may write desired properties
+#: could map internal addresses through it. HTTP statuses are still reported: a server answered, and
+#: 403/404 have their own codes anyway. The device log keeps each attempt's own reason.
+NETWORK_ERROR = "network error: no trusted HTTPS answer (connection, TLS or timeout; see the device log)"
 
 #: `(bytes_done, bytes_total, attempt)`, awaited after every flush (a MiB, or a second's worth)
 #: and at each attempt start.
@@ -228,7 +233,11 @@ class Downloader:
                     except TransientDownloadError as exc:
                         logger.warning(
                             "download attempt failed",
-                            extra={"attempt": attempts, "reason": str(exc), "bytes_have": partial.offset},
+                            extra={
+                                "attempt": attempts,
+                                "reason": exc.detail or str(exc),
+                                "bytes_have": partial.offset,
+                            },
                         )
                         raise
         except TransientDownloadError as exc:
@@ -310,7 +319,9 @@ class Downloader:
                         await asyncio.to_thread(self._write, partial, bytes(buffer))
                     await asyncio.to_thread(partial.close)
         except httpx.TransportError as exc:
-            raise TransientDownloadError(f"{type(exc).__name__}: {_describe(exc)}") from exc
+            raise TransientDownloadError(
+                NETWORK_ERROR, detail=f"{type(exc).__name__}: {_describe(exc)}"
+            ) from exc
         await on_progress(partial.offset, partial.total, attempt)
         if partial.total is not None and partial.offset < partial.total:
             raise TransientDownloadError(f"stream ended at {partial.offset} of {partial.total} bytes")
@@ -399,5 +410,5 @@ def _int_header(response: httpx.Response, name: str) -> int | None:
 
 
 def _describe(exc: httpx.TransportError) -> str:
-    # httpx messages do not carry the URL, but redact anyway: this text reaches reported properties.
+    # httpx messages do not carry the URL, but redact anyway: this text reaches the log.
     return redact(str(exc) or type(exc).__name__)

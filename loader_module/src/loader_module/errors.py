@@ -39,9 +39,11 @@ class TransientDownloadError(LoaderError):
     code = ErrorCode.DOWNLOAD_FAILED
     retry_later = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        #: For the device log only: what the reported message leaves out (see `download.NETWORK_ERROR`).
+        self.detail = detail
 
 
 class DownloadFailedError(LoaderError):
