@@ -85,6 +85,35 @@ async def test_signature_by_an_untrusted_key_is_refused(
     await _refused(settings, signed(azurite, v1, "1.0", stranger), client)
 
 
+async def test_signed_model_without_trusted_keys_is_refused_before_download_and_retried_later(
+    azurite: Azurite, model_root: Path, client: httpx.AsyncClient
+) -> None:
+    """A Signature that cannot be checked is never silently ignored (issue 17, item 13): the update is
+    refused as `signature_unchecked` before a byte is fetched, retried at `nextRetryAt` (the operator
+    adds `LOADER_TRUSTED_KEYS`, or calls `retry` once they are there), and then checked for real."""
+    key, public = new_key()
+    stranger, _ = new_key()
+    v1, _ = family_zips("onnx")
+    for signer in (key, stranger):  # a valid and an invalid signature are alike: neither can be checked
+        props = signed(azurite, v1, "1.0", signer)
+        settings = make_settings(model_root, ca_file=azurite.ca_file, retry_after=3600)
+        hub = FakeEdgeHubClient(desired={"$version": 1, **props})
+        async with running_loader(settings, hub, client):
+            await wait_state(hub, "failed", "1.0")
+        failed = update(hub)
+        assert failed["error"]["code"] == "signature_unchecked" and failed["nextRetryAt"] is not None
+        assert "LOADER_TRUSTED_KEYS" in failed["error"]["message"]
+        assert failed["bytesDone"] == 0
+        repo = ModelRepository(model_root)
+        assert repo.installed_versions() == [] and list(repo.downloads_dir.iterdir()) == []
+    # Keys configured (the module restarts with the new setting), then `retry`: verified and installed.
+    hub = FakeEdgeHubClient(desired={"$version": 1, **signed(azurite, v1, "1.0", key)})
+    keyed = settings_with(model_root, azurite, public, required=False)
+    async with running_loader(keyed, hub, client) as service:
+        await service.retry()
+        await wait_state(hub, "ready", "1.0")
+
+
 async def test_tampered_zip_with_matching_digests_is_refused(
     azurite: Azurite, model_root: Path, client: httpx.AsyncClient
 ) -> None:

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge_shared.desired import DesiredModel, parse_desired
-from loader_module.errors import ChecksumMismatchError, SignatureInvalidError
-from loader_module.verify import verify_digests, verify_signature
+from loader_module.errors import ChecksumMismatchError, SignatureInvalidError, SignatureUncheckedError
+from loader_module.verify import check_signature_checkable, verify_digests, verify_signature
 
 DATA = b"zip bytes" * 100
 MD5 = hashlib.md5(DATA, usedforsecurity=False).digest()
@@ -82,3 +82,14 @@ def test_missing_signature_fails_only_when_required() -> None:
     verify_signature(desired, sha256=SHA, trusted_keys=[public], required=False)
     with pytest.raises(SignatureInvalidError):
         verify_signature(desired, sha256=SHA, trusted_keys=[public], required=True)
+
+
+def test_a_signature_that_cannot_be_checked_is_refused_not_ignored() -> None:
+    key, _ = _keypair()
+    for signature in (key.sign(SHA), key.sign(b"other")):  # valid or not: neither can be checked
+        desired = _desired(ContentSHA256=SHA.hex(), Signature=base64.b64encode(signature).decode())
+        with pytest.raises(SignatureUncheckedError, match="LOADER_TRUSTED_KEYS"):
+            check_signature_checkable(desired, [])
+        with pytest.raises(SignatureUncheckedError):
+            verify_signature(desired, sha256=SHA, trusted_keys=[], required=False)
+    check_signature_checkable(_desired(ContentSHA256=SHA.hex()), [])  # unsigned: nothing to check

@@ -10,6 +10,7 @@ Tree:
     ├── DiskFullError                disk_full: not enough free space (with the margin)
     ├── ChecksumMismatchError        checksum_mismatch: MD5, SHA-256 or size differ from the desired ones
     ├── SignatureInvalidError        signature_invalid: missing or not from a trusted key
+    ├── SignatureUncheckedError      signature_unchecked: signed, but no LOADER_TRUSTED_KEYS to check it
     ├── UnsafeArchiveError           unsafe_archive: `..`, absolute path, symlink, too many members/bytes
     ├── InvalidModelError            invalid_model: not exactly one model + one label file, bad magic bytes
     ├── InstallFailedError           install_failed: the repository could not be updated
@@ -74,6 +75,13 @@ class ChecksumMismatchError(LoaderError):
 
 class SignatureInvalidError(LoaderError):
     code = ErrorCode.SIGNATURE_INVALID
+
+
+class SignatureUncheckedError(LoaderError):
+    """Refused before the download; retried later, since the cure is a setting (keys), not new bytes."""
+
+    code = ErrorCode.SIGNATURE_UNCHECKED
+    retry_later = True
 
 
 class UnsafeArchiveError(LoaderError):

@@ -45,7 +45,7 @@ from loader_module.reporting import Reporter
 from loader_module.settings import LoaderSettings
 from loader_module.state import LoaderState, StateStore, UpdateRecord, target_key, url_digest
 from loader_module.unpack import UnpackLimits, remove_tree, unpack_model
-from loader_module.verify import verify_digests, verify_signature
+from loader_module.verify import check_signature_checkable, verify_digests, verify_signature
 
 logger = logging.getLogger(__name__)
 
@@ -390,6 +390,7 @@ class LoaderService:
         delta_part = delta_part_path(self.repo, job.key, desired.delta) if desired.delta else None
         keep = {part.name} | ({delta_part.name} if delta_part else set())
         await asyncio.to_thread(self._drop_other_parts, keep)
+        check_signature_checkable(desired, self._settings.trusted_key_bytes)  # before any download
         rebuilt = await self._try_delta(job)
         source: Source = "full" if rebuilt is None else "delta"
         result = rebuilt.result if rebuilt is not None else await self._download(job, part)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import hmac
-import logging
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_shared.desired import DesiredModel
-from loader_module.errors import ChecksumMismatchError, SignatureInvalidError
-
-logger = logging.getLogger(__name__)
+from loader_module.errors import ChecksumMismatchError, SignatureInvalidError, SignatureUncheckedError
 
 
 def verify_digests(desired: DesiredModel, *, size: int, md5: bytes, sha256: bytes) -> None:
@@ -27,18 +24,27 @@ def verify_digests(desired: DesiredModel, *, size: int, md5: bytes, sha256: byte
         raise ChecksumMismatchError("SHA-256 of the download differs from ContentSHA256")
 
 
+def check_signature_checkable(desired: DesiredModel, trusted_keys: list[bytes]) -> None:
+    """A `Signature` is never ignored: without a trusted key to check it against, the update is refused
+    (before anything is downloaded). Installing it unchecked would make the publisher's signature mean
+    nothing exactly when someone may have replaced it; refusing costs a setting, and is retried."""
+    if desired.signature_bytes is not None and not trusted_keys:
+        raise SignatureUncheckedError(
+            "the model is signed but no trusted keys are configured (LOADER_TRUSTED_KEYS): "
+            "the Signature cannot be checked"
+        )
+
+
 def verify_signature(
     desired: DesiredModel, *, sha256: bytes, trusted_keys: list[bytes], required: bool
 ) -> None:
-    """An Ed25519 signature over the raw SHA-256 digest, by any trusted key (design §3)."""
+    """An Ed25519 signature over the raw SHA-256 digest, by any trusted key."""
     signature = desired.signature_bytes
     if signature is None:
         if required:
             raise SignatureInvalidError("a Signature is required (LOADER_REQUIRE_SIGNATURE=true)")
         return
-    if not trusted_keys:
-        logger.warning("the desired model is signed but no trusted keys are configured; not checked")
-        return
+    check_signature_checkable(desired, trusted_keys)
     for raw_key in trusted_keys:
         try:
             Ed25519PublicKey.from_public_bytes(raw_key).verify(signature, sha256)

@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     DISK_FULL = "disk_full"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     SIGNATURE_INVALID = "signature_invalid"
+    SIGNATURE_UNCHECKED = "signature_unchecked"
     UNSAFE_ARCHIVE = "unsafe_archive"
     INVALID_MODEL = "invalid_model"
     INSTALL_FAILED = "install_failed"
