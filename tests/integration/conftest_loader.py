@@ -17,6 +17,7 @@ from typing import Any
 
 from edge_tools.azurite import Azurite
 from edge_tools.fixtures import digests
+from edge_tools.stack.stack import LOOPBACK_NO_PROXY
 from edgehub_sim.server import EdgeHubSimulator
 from tests.edgehub_sim.conftest import start_simulator as start_simulator_with
 
@@ -45,6 +46,7 @@ class LoaderProcess:
             "LOADER_PROGRESS_INTERVAL": "0.2",
             "LOADER_READ_TIMEOUT": "5",
             "LOADER_LOG_LEVEL": "DEBUG",
+            "LOADER_NO_PROXY": LOOPBACK_NO_PROXY,
         }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None

@@ -80,6 +80,9 @@ def make_settings(root: Path, **overrides: Any) -> LoaderSettings:
         "progress_interval": 0.0,
         "read_timeout": 5.0,
         "connect_timeout": 5.0,
+        # Never the environment's proxy: tests that want one say so.
+        "https_proxy": None,
+        "no_proxy": "",
         **overrides,
     }
     return LoaderSettings.model_validate(values)

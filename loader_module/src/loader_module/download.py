@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -65,6 +65,8 @@ class DownloadLimits:
     backoff_initial: float
     backoff_max: float
     backoff_jitter: float
+    #: Redirects followed per request, same scheme only (0: a redirect is an unexpected answer).
+    max_redirects: int = 0
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ class Downloader:
             await asyncio.to_thread(partial.reset)
         await on_progress(partial.offset, partial.total, attempt)
         try:
-            async with self._client.stream("GET", url, headers=headers) as response:
+            async with self._open(url, headers) as response:
                 await self._accept(response, partial, expected_size)
                 await asyncio.to_thread(partial.open)
                 buffer = bytearray()
@@ -325,6 +327,19 @@ class Downloader:
         await on_progress(partial.offset, partial.total, attempt)
         if partial.total is not None and partial.offset < partial.total:
             raise TransientDownloadError(f"stream ended at {partial.offset} of {partial.total} bytes")
+
+    @contextlib.asynccontextmanager
+    async def _open(self, url: str, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        """GET `url`, following up to `max_redirects` redirects to the same scheme. The final answer
+        goes through every check as if it were the first (status, range, sizes, digests); the Range and
+        If-Match of a resume go along."""
+        for _ in range(self._limits.max_redirects + 1):
+            async with self._client.stream("GET", url, headers=headers) as response:
+                if not response.is_redirect:
+                    yield response
+                    return
+                url = redirect_target(response)
+        raise DownloadFailedError(f"more than {self._limits.max_redirects} redirects")
 
     async def _accept(self, response: httpx.Response, partial: _Partial, expected_size: int | None) -> None:
         """Check the status and headers before the body is read; may reset the partial file."""
@@ -388,6 +403,25 @@ class Downloader:
                 f"{total - partial.offset} bytes to download but only {free} free "
                 f"(keeping {self._limits.min_free_bytes} spare)"
             )
+
+
+def redirect_target(response: httpx.Response) -> str:
+    """Where a redirect leads, if it may be followed: never to another scheme (no https -> http)."""
+    current = response.request.url
+    try:
+        target = current.join(response.headers["location"])
+    except httpx.InvalidURL as exc:
+        raise DownloadFailedError(f"HTTP {response.status_code} redirects to an invalid URL") from exc
+    if target.scheme != current.scheme:
+        raise DownloadFailedError(
+            f"HTTP {response.status_code} redirects from {current.scheme} to {target.scheme or 'nothing'}; "
+            "refused (only redirects to the same scheme are followed)"
+        )
+    logger.info(
+        "following a redirect",
+        extra={"status": response.status_code, "location": redact_url(str(target))},
+    )
+    return str(target)
 
 
 def overflow_error(

@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 
 from edge_shared.edgehub import EdgeHubClient, Handlers
+from edge_shared.redaction import redact_url
 from loader_module.clock import Clock
 from loader_module.methods import LoaderMethods
+from loader_module.proxying import download_transport
 from loader_module.service import LoaderService
 from loader_module.settings import LoaderSettings
 
@@ -21,12 +23,20 @@ logger = logging.getLogger(__name__)
 
 
 def make_http_client(settings: LoaderSettings) -> httpx.AsyncClient:
-    """System CAs plus `LOADER_CA_FILE`; a read timeout that turns a stalled stream into a resume."""
+    """System CAs plus `LOADER_CA_FILE`; a read timeout that turns a stalled stream into a resume; the
+    proxy from the settings (never httpx's `trust_env`). Redirects are followed by the downloader, which
+    checks each one."""
     context = ssl.create_default_context()
     if settings.ca_file is not None:
         context.load_verify_locations(cafile=str(settings.ca_file))
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
-    return httpx.AsyncClient(verify=context, timeout=timeout, follow_redirects=False, trust_env=False)
+    if settings.proxy_url is not None:
+        logger.info(
+            "downloads go through a proxy",
+            extra={"proxy": redact_url(settings.proxy_url), "no_proxy": settings.no_proxy},
+        )
+    transport = download_transport(context, settings.proxy_url, settings.no_proxy)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
 
 async def beat_until(stop: asyncio.Event, path: Path, interval: float) -> None:

@@ -105,6 +105,7 @@ class LoaderService:
                 backoff_initial=settings.backoff_initial,
                 backoff_max=settings.backoff_max,
                 backoff_jitter=settings.backoff_jitter,
+                max_redirects=settings.max_redirects,
             ),
         )
         self._desired: dict[str, Any] = {}

@@ -6,8 +6,9 @@ import base64
 import binascii
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from edge_shared.settings import ServiceSettings
@@ -19,8 +20,14 @@ GiB = 1024 * MiB
 class LoaderSettings(ServiceSettings):
     """Every knob of the loader. Unsafe values are refused at start with the field named."""
 
+    # Errors name the field but never echo its value: the proxy URL may hold a password.
     model_config = SettingsConfigDict(
-        env_prefix="LOADER_", extra="ignore", frozen=True, validate_default=True
+        env_prefix="LOADER_",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        validate_by_name=True,
+        hide_input_in_errors=True,
     )
 
     model_root: Path = Field(
@@ -91,6 +98,33 @@ class LoaderSettings(ServiceSettings):
         le=3600,
         description="Seconds between heartbeats; the image's HEALTHCHECK allows three missed ones.",
     )
+    https_proxy: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LOADER_HTTPS_PROXY", "HTTPS_PROXY"),
+        description=(
+            "Proxy for `https` downloads, `http://[user:password@]host:port` (a CONNECT tunnel: TLS, the "
+            "SAS and every check stay end to end). When unset, `HTTPS_PROXY`/`https_proxy` is used, as IoT "
+            "Edge hands it to modules; set it empty to ignore that one and connect directly."
+        ),
+    )
+    no_proxy: str = Field(
+        default="",
+        validation_alias=AliasChoices("LOADER_NO_PROXY", "NO_PROXY"),
+        description=(
+            "Hosts reached without the proxy, comma-separated: a name (and its subdomains; a leading dot "
+            "is the same), an IP, a CIDR block, or `*`. When unset, `NO_PROXY`/`no_proxy` is used."
+        ),
+    )
+    max_redirects: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description=(
+            "Most `https`→`https` redirects followed per request (never to another scheme). Blob Storage "
+            "never redirects; web services that hand out files (release pages, CDNs, signed-URL "
+            "services) use one or two, so 3 leaves room while a redirect loop ends after 4 requests."
+        ),
+    )
 
     @field_validator("trusted_keys", mode="before")
     @classmethod
@@ -110,6 +144,28 @@ class LoaderSettings(ServiceSettings):
             if len(raw) != 32:
                 raise ValueError(f"key #{index + 1} is not base64 of a 32-byte Ed25519 public key")
         return keys
+
+    @field_validator("https_proxy", mode="before")
+    @classmethod
+    def _empty_means_direct(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("https_proxy")
+    @classmethod
+    def _proxy_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        # Never echo the value: it may hold the proxy's password.
+        try:
+            parts = urlsplit(value.get_secret_value().strip())
+            port = parts.port
+        except ValueError:
+            raise ValueError("must be a URL http://host:port (or https://)") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+            raise ValueError("must be a URL http://host:port (or https://)")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("model_root")
     @classmethod
@@ -132,6 +188,10 @@ class LoaderSettings(ServiceSettings):
         if self.backoff_max < self.backoff_initial:
             raise ValueError("LOADER_BACKOFF_MAX must be at least LOADER_BACKOFF_INITIAL")
         return self
+
+    @property
+    def proxy_url(self) -> str | None:
+        return None if self.https_proxy is None else self.https_proxy.get_secret_value()
 
     @property
     def trusted_key_bytes(self) -> list[bytes]:

@@ -40,7 +40,7 @@ def _default(field: FieldInfo) -> str:
         return "**required**"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
-    if value is None or value == []:
+    if value is None or value in ([], ""):
         return "—"
     return f"`{value}`"
 

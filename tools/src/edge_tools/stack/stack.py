@@ -28,6 +28,8 @@ from edge_tools.stack.network import free_port, pick_loopback_address
 from edge_tools.stack.processes import ManagedProcess, ProcessFailed, RunAs
 
 logger = logging.getLogger(__name__)
+#: The local stack's storage is on loopback: never reached through a proxy the environment may name.
+LOOPBACK_NO_PROXY = "localhost,127.0.0.0/8,::1"
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_MANIFEST = REPO_ROOT / "deployment.json"
 
@@ -162,6 +164,7 @@ class LocalStack:
             env["LOADER_CA_FILE"] = str(endpoints.storage_ca_file)
             env["LOADER_LOG_FORMAT"] = self.log_format
             env.setdefault("LOADER_MIN_FREE_BYTES", str(64 * 1024 * 1024))
+            env["LOADER_NO_PROXY"] = LOOPBACK_NO_PROXY
         elif module == "inference":
             env["INFERENCE_MODEL_ROOT"] = str(endpoints.model_root)
             env["INFERENCE_HOST"] = "127.0.0.1"
