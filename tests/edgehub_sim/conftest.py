@@ -166,3 +166,27 @@ def service_client(simulator: EdgeHubSimulator, token: str | None = None) -> htt
 def sdk_message(body: bytes, **kwargs: Any) -> Message:
     """An SDK `Message` (its constructor is untyped)."""
     return Message(body, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def workload_socket(simulator: EdgeHubSimulator, module: str) -> Path:
+    """The unix socket of `module`'s workload API (from its env file)."""
+    return Path(simulator.env_for(module)["IOTEDGE_WORKLOADURI"].removeprefix("unix://"))
+
+
+def workload_client(simulator: EdgeHubSimulator, module: str = "sender") -> httpx.Client:
+    """An HTTP client over `module`'s workload socket."""
+    transport = httpx.HTTPTransport(uds=str(workload_socket(simulator, module)))
+    return httpx.Client(transport=transport, base_url="http://workload")
+
+
+async def edge_client_twin(simulator: EdgeHubSimulator, module: str = "sender") -> dict[str, Any]:
+    """The twin a real SDK client made by `create_from_edge_environment()` reads (so its workload API
+    signed a token that the simulator accepted)."""
+    factory = ModuleClients(simulator)
+    try:
+        client = factory.edge(module)
+        await client.connect()
+        twin: dict[str, Any] = await client.get_twin()
+        return twin
+    finally:
+        await factory.shutdown_all()

@@ -116,3 +116,11 @@ def test_bad_manifest_exits_1_with_a_clear_message(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert b"cannot start the simulator" in result.stderr
     assert not (tmp_path / "s" / "ready").exists()
+
+
+def test_workload_socket_mode_is_read_as_octal() -> None:
+    from edgehub_sim.__main__ import build_parser
+
+    base = ["serve", "--manifest", "m.json", "--state-dir", "d"]
+    assert build_parser().parse_args(base).workload_socket_mode == 0o600
+    assert build_parser().parse_args([*base, "--workload-socket-mode", "666"]).workload_socket_mode == 0o666

@@ -12,7 +12,7 @@ from azure.iot.device.exceptions import ClientError, CredentialError
 
 from edge_shared.edge_env import EDGE_VARIABLES, missing_edge_environment
 from edgehub_sim.server import EdgeHubSimulator
-from tests.edgehub_sim.conftest import ModuleClients, start_simulator
+from tests.edgehub_sim.conftest import ModuleClients, edge_client_twin, start_simulator
 from tests.edgehub_sim.rawmqtt import RawClient, module_token
 
 pytestmark = pytest.mark.integration
@@ -155,12 +155,6 @@ async def test_tcp_workload_uri_connects(manifest_path: Path, tmp_path: Path) ->
     simulator = start_simulator(manifest_path, tmp_path / "tcp", workload_port=15580)
     try:
         assert simulator.env_for("sender")["IOTEDGE_WORKLOADURI"] == f"http://{simulator.bind}:15580"
-        factory = ModuleClients(simulator)
-        try:
-            client = factory.edge("sender")
-            await client.connect()
-            assert (await client.get_twin())["desired"]["level"] == 1
-        finally:
-            await factory.shutdown_all()
+        assert (await edge_client_twin(simulator))["desired"]["level"] == 1
     finally:
         simulator.stop()

@@ -4,29 +4,24 @@ import errno
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from edgehub_sim.hub import Hub
 from edgehub_sim.methods import decode_payload
 from edgehub_sim.server import EdgeHubSimulator
-from tests.edgehub_sim.conftest import start_simulator
+from tests.edgehub_sim.conftest import start_simulator, workload_client
 from tests.edgehub_sim.rawmqtt import PINGREQ, RawSession, connect_packet, frame, publish_packet, tls_socket
 
 pytestmark = pytest.mark.integration
 
 
-def workload(simulator: EdgeHubSimulator) -> httpx.Client:
-    socket_path = simulator.env_for("sender")["IOTEDGE_WORKLOADURI"].removeprefix("unix://")
-    return httpx.Client(transport=httpx.HTTPTransport(uds=socket_path), base_url="http://workload")
-
-
 def test_workload_api_serves_trust_bundle_and_refuses_bad_sign_requests(
     simulator: EdgeHubSimulator,
 ) -> None:
-    with workload(simulator) as http:
+    with workload_client(simulator) as http:
         assert http.get("/trust-bundle?api-version=2019-01-30").json() == {"certificate": simulator.ca_pem}
-        sign = "/modules/sender/genid/g/sign?api-version=2019-01-30"
+        genid = simulator.env_for("sender")["IOTEDGE_MODULEGENERATIONID"]
+        sign = f"/modules/sender/genid/{genid}/sign?api-version=2019-01-30"
         assert http.post(sign, content=b"{nope").status_code == 400
         bad_algo = {"keyId": "primary", "algo": "MD5", "data": "YQ=="}
         assert http.post(sign, content=json.dumps(bad_algo)).status_code == 400

@@ -285,13 +285,16 @@ def test_modules_reach_the_simulator_by_its_certificate_address_and_workload_soc
     assert sim["networks"]["edge"]["ipv4_address"] == address
     assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
     state_dir = args["--state-dir"]
+    # Each module runs as its own user: the per-module sockets must be connectable by others (each still
+    # signs for its own module only).
+    assert args["--workload-socket-mode"] == "666"
     [state_volume] = [m.split(":")[0] for m in mounts(sim) if m.split(":")[1] == state_dir]
     for name in MODULES:
         service = services(compose)[name]
         env = service["environment"]
         assert env["IOTEDGE_MODULEID"] == name
         assert env["IOTEDGE_GATEWAYHOSTNAME"] == address  # the TLS certificate's IP SAN
-        assert env["IOTEDGE_WORKLOADURI"] == f"unix://{state_dir}/workload.sock"
+        assert env["IOTEDGE_WORKLOADURI"] == f"unix://{state_dir}/workload/{name}.sock"  # its own socket
         assert f"{state_volume}:{state_dir}:ro" in mounts(service)
         assert service["depends_on"]["edgehub"] == {"condition": "service_healthy"}
 
@@ -404,10 +407,10 @@ def test_compose_module_env_is_what_the_simulator_writes(compose: dict[str, Any]
         simulator.stop()
     args = simulator_args(compose)
     for module in MODULES:
-        # A long state dir gets its socket in a short temp dir (sun_path limit); compose's is short.
+        # A long state dir gets its sockets in a short temp dir (sun_path limit); compose's is short.
         socket_dir = str(Path(written[module]["IOTEDGE_WORKLOADURI"].removeprefix("unix://")).parent)
         expected = {
-            key: value.replace(socket_dir, state_dir)
+            key: value.replace(socket_dir, f"{state_dir}/workload")
             .replace(state_dir, args["--state-dir"])
             .replace(bind, args["--bind"])
             for key, value in written[module].items()

@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also serve the workload API over HTTP on this port (env files then use it)",
     )
+    serve.add_argument(
+        "--workload-socket-mode",
+        type=lambda text: int(text, 8),
+        default=0o600,
+        help="octal permissions of the per-module workload sockets (default 600: owner only; 666 where "
+        "each module runs as its own user, as in containers)",
+    )
     serve.add_argument("--hub-name", default=DEFAULT_HUB_NAME, help="IoT Hub host name")
     serve.add_argument("--device-id", default=DEFAULT_DEVICE_ID, help="Edge device id")
     serve.add_argument("--log-level", default="INFO", help="logging level")
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         bind=args.bind,
         service_port=args.service_port,
         workload_port=args.workload_port,
+        workload_socket_mode=args.workload_socket_mode,
         hub_name=args.hub_name,
         device_id=args.device_id,
     )

@@ -87,13 +87,14 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
-def bind_unix(path: Path) -> socket.socket:
-    """A listening unix socket at `path` (replacing a stale one), open to every local user."""
+def bind_unix(path: Path, mode: int = 0o600) -> socket.socket:
+    """A listening unix socket at `path` (replacing a stale one) with permissions `mode` (connecting
+    needs write permission: the default lets only the owner in)."""
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(str(path))
-        path.chmod(0o666)
+        path.chmod(mode)
         sock.listen(128)
     except OSError:
         sock.close()

@@ -27,7 +27,7 @@ from edgehub_sim.sas import make_token
 from edgehub_sim.service_api import create_service_app
 from edgehub_sim.store import Store
 from edgehub_sim.tls import TlsMaterial, issue_server_material
-from edgehub_sim.workload import create_workload_app
+from edgehub_sim.workload import create_workload_app, generation_id
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class EdgeHubSimulator:
         *,
         mqtt_port: int = MQTT_TLS_PORT,
         workload_port: int | None = None,
+        workload_socket_mode: int = 0o600,
         hub_name: str = DEFAULT_HUB_NAME,
         device_id: str = DEFAULT_DEVICE_ID,
     ) -> None:
@@ -62,9 +63,12 @@ class EdgeHubSimulator:
         self.bind = bind
         self.service_port = service_port
         self.mqtt_port = mqtt_port
-        #: When set, the workload API is (also) served over plain HTTP on bind:port and the env
-        #: files name `http://bind:port` instead of the unix socket.
+        #: When set, the workload API is (also) served over plain HTTP, module i of the manifest on
+        #: bind:(port + i), and the env files name that instead of the module's unix socket.
         self.workload_port = workload_port
+        #: Permissions of the per-module workload sockets: owner-only by default; `0o666` where each
+        #: module runs as its own user (containers), as IoT Edge's per-module sockets are.
+        self.workload_socket_mode = workload_socket_mode
         self._hub_name = hub_name
         self._device_id = device_id
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,7 +133,8 @@ class EdgeHubSimulator:
             identity = load_identity(store, self._hub_name, self._device_id, list(manifest.modules))
             tls = issue_server_material(state_dir, self.bind)
             hub = Hub(identity, manifest, store, ChangeFeed())
-            running = _Running(hub, store, tls, self._workload_socket())
+            sockets = self._workload_sockets(list(identity.module_keys))
+            running = _Running(hub, store, tls, sockets, self.workload_socket_mode)
             await running.listen(self.bind, self.mqtt_port, self.service_port, self.workload_port)
         except BaseException:
             if running is not None:
@@ -137,38 +142,41 @@ class EdgeHubSimulator:
             else:
                 store.close()
             raise
-        self._write_files(identity, running.workload_socket)
+        self._write_files(identity, running)
         write_atomic(state_dir / "ready", "ready\n")
         logger.info("edgeHub simulator ready on %s (state in %s)", self.bind, state_dir)
         return running
 
-    def _workload_socket(self) -> Path:
-        path = self.state_dir / "workload.sock"
-        if len(str(path)) <= _MAX_SOCKET_PATH:
-            return path
-        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
-        short = Path(tempfile.gettempdir()) / f"edgehub-sim-{digest}"
-        short.mkdir(mode=0o755, exist_ok=True)
-        return short / "workload.sock"
+    def _workload_sockets(self, modules: list[str]) -> dict[str, Path]:
+        """One socket per module in `DIR/workload/` (or a short temp dir when that path is too long),
+        a folder only the owner may enter unless the sockets are opened to others."""
+        directory = self.state_dir / "workload"
+        if any(len(str(directory / f"{module}.sock")) > _MAX_SOCKET_PATH for module in modules):
+            digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+            directory = Path(tempfile.gettempdir()) / f"edgehub-sim-{digest}"
+        mode = 0o755 if self.workload_socket_mode & 0o077 else 0o700
+        directory.mkdir(mode=mode, parents=True, exist_ok=True)
+        directory.chmod(mode)  # an existing folder keeps its old mode otherwise
+        return {module: directory / f"{module}.sock" for module in modules}
 
-    def _write_files(self, identity: Identity, socket_path: Path) -> None:
+    def _write_files(self, identity: Identity, running: "_Running") -> None:
         for module in identity.module_keys:
-            lines = [f"{key}={value}" for key, value in self._env(module, socket_path).items()]
+            lines = [f"{key}={value}" for key, value in self._env(module, running).items()]
             write_atomic(self.state_dir / "env" / f"{module}.env", "\n".join(lines) + "\n", 0o600)
         connstr = self._service_connection_string(identity)
         write_atomic(self.state_dir / "service.connstr", connstr + "\n", 0o600)
 
-    def _env(self, module: str, socket_path: Path) -> dict[str, str]:
+    def _env(self, module: str, running: "_Running") -> dict[str, str]:
         return {
             "IOTEDGE_IOTHUBHOSTNAME": self._hub_name,
             "IOTEDGE_DEVICEID": self._device_id,
             "IOTEDGE_MODULEID": module,
             "IOTEDGE_GATEWAYHOSTNAME": self.bind,
-            "IOTEDGE_MODULEGENERATIONID": f"sim-{module}",
+            "IOTEDGE_MODULEGENERATIONID": generation_id(module),
             "IOTEDGE_WORKLOADURI": (
-                f"unix://{socket_path}"
+                f"unix://{running.workload_sockets[module]}"
                 if self.workload_port is None
-                else f"http://{self.bind}:{self.workload_port}"
+                else f"http://{self.bind}:{self.workload_port + running.module_index(module)}"
             ),
             "IOTEDGE_APIVERSION": WORKLOAD_API_VERSION,
             "EdgeModuleCACertificateFile": str(self.state_dir / "ca.pem"),
@@ -234,7 +242,7 @@ class EdgeHubSimulator:
         """Environment variables for `create_from_edge_environment()` (also in `DIR/env/`)."""
         running = self._require()
         running.hub.identity.key(module)
-        return self._env(module, running.workload_socket)
+        return self._env(module, running)
 
     def module_key(self, module: str) -> str:
         """A module's primary key (for connection-string clients)."""
@@ -288,11 +296,14 @@ class EdgeHubSimulator:
 class _Running:
     """The resources of a started simulator (owned by its loop)."""
 
-    def __init__(self, hub: Hub, store: Store, tls: TlsMaterial, workload_socket: Path) -> None:
+    def __init__(
+        self, hub: Hub, store: Store, tls: TlsMaterial, workload_sockets: dict[str, Path], socket_mode: int
+    ) -> None:
         self.hub = hub
         self.store = store
         self.tls = tls
-        self.workload_socket = workload_socket
+        self.workload_sockets = workload_sockets
+        self._socket_mode = socket_mode
         self._mqtt: MqttListener | None = None
         self._http: list[HttpListener] = []
 
@@ -300,17 +311,15 @@ class _Running:
         identity = self.hub.identity
         self._mqtt = MqttListener(self.hub, self.tls.server_context())
         await self._mqtt.start(bind, mqtt_port)
-        workload = HttpListener(
-            create_workload_app(identity, self.tls.ca_pem), bind_unix(self.workload_socket)
-        )
-        self._http.append(workload)
-        await workload.start()
-        if workload_port is not None:
-            workload_tcp = HttpListener(
-                create_workload_app(identity, self.tls.ca_pem), bind_tcp(bind, workload_port)
-            )
-            self._http.append(workload_tcp)
-            await workload_tcp.start()
+        for module, path in self.workload_sockets.items():
+            app = create_workload_app(module, identity.key(module), self.tls.ca_pem)
+            sockets = [bind_unix(path, self._socket_mode)]
+            if workload_port is not None:
+                sockets.append(bind_tcp(bind, workload_port + self.module_index(module)))
+            for sock in sockets:
+                listener = HttpListener(app, sock)
+                self._http.append(listener)
+                await listener.start()
         hosts = [f"{bind}:{service_port}", bind, identity.hub_name]
         service = HttpListener(
             create_service_app(self.hub, hosts),
@@ -327,7 +336,12 @@ class _Running:
         for listener in self._http:
             await listener.stop()
         self.store.close()
-        self.workload_socket.unlink(missing_ok=True)
+        for path in self.workload_sockets.values():
+            path.unlink(missing_ok=True)
+
+    def module_index(self, module: str) -> int:
+        """The module's place in the manifest (its TCP workload port is the base port plus this)."""
+        return list(self.workload_sockets).index(module)
 
 
 async def _cancel_other_tasks() -> None:

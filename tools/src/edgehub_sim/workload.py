@@ -1,4 +1,4 @@
-"""The IoT Edge workload API on a unix socket, as `create_from_edge_environment()` calls it.
+"""The IoT Edge workload API on a unix socket per module, as `create_from_edge_environment()` calls it.
 
 `GET /trust-bundle` gives the CA the SDK then trusts; `POST /modules/{m}/genid/{g}/sign` signs the SAS
 string-to-sign with the module's key (the SDK never sees the key).
@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from edgehub_sim.identity import Identity
 from edgehub_sim.sas import sign
 
 logger = logging.getLogger(__name__)
@@ -28,17 +27,28 @@ class SignRequest(BaseModel):
     data: str
 
 
-def create_workload_app(identity: Identity, ca_pem: str) -> Starlette:
-    """The workload API app for one simulator."""
+def generation_id(module: str) -> str:
+    """The generation id the simulator gives a module (its env file names it)."""
+    return f"sim-{module}"
+
+
+def create_workload_app(module: str, key: str, ca_pem: str) -> Starlette:
+    """The workload API as one module sees it, on that module's own socket (or port): it signs for
+    that module and generation alone, as IoT Edge does since 1.2.4 (one socket per module, the caller
+    known by the socket it came in on). A request for any other module is 403."""
 
     async def trust_bundle(_: Request) -> JSONResponse:
         return JSONResponse({"certificate": ca_pem})
 
     async def sign_data(request: Request) -> JSONResponse:
-        module = request.path_params["module"]
-        key = identity.module_keys.get(module)
-        if key is None:
-            return JSONResponse({"message": f"unknown module {module!r}"}, status_code=404)
+        asked, genid = request.path_params["module"], request.path_params["genid"]
+        if asked != module or genid != generation_id(module):
+            logger.warning(
+                "workload socket of %r refused to sign for %r (generation %r)", module, asked, genid
+            )
+            return JSONResponse(
+                {"message": f"this workload API serves module {module!r} only"}, status_code=403
+            )
         try:
             body = SignRequest.model_validate_json(await request.body())
             data = base64.b64decode(body.data, validate=True)

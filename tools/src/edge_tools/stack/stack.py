@@ -137,10 +137,13 @@ class LocalStack:
     def _start_simulator(self, state: Path, bind: str, service_port: int) -> None:
         ready = state / "ready"
         ready.unlink(missing_ok=True)
+        argv = [self.python, "-m", "edgehub_sim", "serve", "--manifest", str(self.manifest_path)]
+        argv += ["--state-dir", str(state), "--bind", bind, "--service-port", str(service_port)]
+        if self.run_as:  # modules as other users (as their images run them) must reach their sockets
+            argv += ["--workload-socket-mode", "666"]
         sim = ManagedProcess(
             "edgehub",
-            [self.python, "-m", "edgehub_sim", "serve", "--manifest", str(self.manifest_path),
-             "--state-dir", str(state), "--bind", bind, "--service-port", str(service_port)],
+            argv,
             env=self._base_env(),
             log_dir=self.logs,
             echo=self.echo,
