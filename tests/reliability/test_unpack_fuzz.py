@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loader_module.errors import DiskFullError, InvalidModelError, UnsafeArchiveError
+from loader_module.failures import classify
 from loader_module.unpack import UnpackLimits, unpack_model
 from tests.loader.conftest import LABELS, model_zip, zip_bytes
 
@@ -102,6 +103,7 @@ def _unpack_checked(data: bytes) -> str:
             if not isinstance(exc, DOCUMENTED):
                 raise
             assert os.listdir(staging) == [], "a refused archive left files in staging"
+            assert name not in classify(exc).message, "a device path would be reported"
             outcome = type(exc).__name__
         else:
             assert unpacked.directory.parent == staging
