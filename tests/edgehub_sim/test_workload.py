@@ -8,6 +8,7 @@ generation id) is refused.
 """
 
 import json
+import socket
 import stat
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from edgehub_sim.server import EdgeHubSimulator
 from tests.edgehub_sim.conftest import edge_client_twin, start_simulator, workload_client, workload_socket
+from tests.reliability.invariants import poll
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +83,23 @@ def test_tcp_workload_ports_are_per_module_too(manifest_path: Path, tmp_path: Pa
             assert _sign_status(http, "receiver", genid) == 200
     finally:
         simulator.stop()
+
+
+def test_a_socket_serves_at_most_ten_connections_at_once(simulator: EdgeHubSimulator) -> None:
+    """IoT Edge throttles each module socket to 10 simultaneous requests, so one module cannot starve
+    the workload API; the simulator refuses the 11th connection's request (503) until one closes."""
+    path = workload_socket(simulator, "sender")
+    held = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(10)]
+    try:
+        for sock in held:
+            sock.connect(str(path))
+        with workload_client(simulator, "sender") as http:
+            # Bounded: the simulator accepts the held connections in order, within milliseconds.
+            assert poll(lambda: http.get(f"/trust-bundle?{API}").status_code == 503, within=5)
+            held.pop().close()
+            assert poll(lambda: http.get(f"/trust-bundle?{API}").status_code == 200, within=5)
+        with workload_client(simulator, "receiver") as other:  # other modules' sockets are not affected
+            assert other.get(f"/trust-bundle?{API}").status_code == 200
+    finally:
+        for sock in held:
+            sock.close()

@@ -20,7 +20,8 @@ _STARTUP_TIMEOUT_SECS = 10.0
 
 
 class HttpListener:
-    """One uvicorn server on one pre-bound socket (TCP+TLS or unix)."""
+    """One uvicorn server on one pre-bound socket (TCP+TLS or unix); `max_connections` open at once,
+    requests on more are answered 503."""
 
     def __init__(
         self,
@@ -28,6 +29,8 @@ class HttpListener:
         sock: socket.socket,
         certfile: Path | None = None,
         keyfile: Path | None = None,
+        *,
+        max_connections: int | None = None,
     ) -> None:
         config = uvicorn.Config(
             app,
@@ -38,6 +41,8 @@ class HttpListener:
             ssl_keyfile=keyfile,
             ssl_version=ssl.PROTOCOL_TLS_SERVER,
             timeout_graceful_shutdown=1,
+            # uvicorn answers 503 once open connections reach the limit, counting the asking one.
+            limit_concurrency=None if max_connections is None else max_connections + 1,
         )
         self._server = uvicorn.Server(config)
         self._sock = sock

@@ -36,6 +36,9 @@ DEFAULT_DEVICE_ID = "edge-sim-device"
 #: edgeHub serves module-to-module `invoke_method` on 443; the service API shares that listener.
 DEFAULT_SERVICE_PORT = 443
 WORKLOAD_API_VERSION = "2019-01-30"
+#: IoT Edge throttles each module's workload socket to 10 simultaneous requests (one module cannot
+#: starve the others); the simulator does the same per socket.
+WORKLOAD_MAX_CONNECTIONS = 10
 START_TIMEOUT_SECS = 30.0
 STOP_TIMEOUT_SECS = 10.0
 #: sun_path is 108 bytes on Linux; longer state dirs get their socket in a short temp dir.
@@ -317,7 +320,7 @@ class _Running:
             if workload_port is not None:
                 sockets.append(bind_tcp(bind, workload_port + self.module_index(module)))
             for sock in sockets:
-                listener = HttpListener(app, sock)
+                listener = HttpListener(app, sock, max_connections=WORKLOAD_MAX_CONNECTIONS)
                 self._http.append(listener)
                 await listener.start()
         hosts = [f"{bind}:{service_port}", bind, identity.hub_name]
