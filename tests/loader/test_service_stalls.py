@@ -42,6 +42,7 @@ STEPS: dict[str, str] = {
     "unpack": "unpack_model",
     "install": "install_version",
     "activate": "activate",
+    "cleanup": "discard",
     "retention": "apply_retention",
     "announce": "Reporter.announce",
 }
