@@ -34,7 +34,14 @@ def start_simulator(state_dir: Path) -> EdgeHubSimulator:
 class LoaderProcess:
     """`python -m loader_module` wired to a simulator; stderr (JSON logs) goes to a file."""
 
-    def __init__(self, simulator: EdgeHubSimulator, azurite: Azurite, model_root: Path, log: Path) -> None:
+    def __init__(
+        self,
+        simulator: EdgeHubSimulator,
+        azurite: Azurite,
+        model_root: Path,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("LOADER_", "IOTEDGE_"))},
             **simulator.env_for("loader"),
@@ -47,6 +54,7 @@ class LoaderProcess:
             "LOADER_READ_TIMEOUT": "5",
             "LOADER_LOG_LEVEL": "DEBUG",
             "LOADER_NO_PROXY": LOOPBACK_NO_PROXY,
+            **(extra_env or {}),
         }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -80,9 +88,13 @@ class LoaderProcess:
 
 @contextmanager
 def loader_process(
-    simulator: EdgeHubSimulator, azurite: Azurite, model_root: Path, log: Path
+    simulator: EdgeHubSimulator,
+    azurite: Azurite,
+    model_root: Path,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[LoaderProcess]:
-    process = LoaderProcess(simulator, azurite, model_root, log)
+    process = LoaderProcess(simulator, azurite, model_root, log, extra_env)
     process.start()
     try:
         yield process

@@ -15,6 +15,8 @@ from edge_tools.faultproxy import FaultProxy, Policy
 from edgehub_sim.server import EdgeHubSimulator
 from tests.integration.conftest_loader import is_state, loader_process, model_update, publish, start_simulator
 from tests.loader.conftest import model_zip
+from tests.loader.https_proxy import HttpsProxy
+from tests.reliability.invariants import poll
 
 pytestmark = pytest.mark.integration
 
@@ -159,3 +161,21 @@ def test_sigkill_during_install_leaves_a_valid_current_and_heals(
     assert repo.current_version() == "v2"
     assert list(repo.staging_dir.iterdir()) == []
     assert [m["version"] for m in _messages(simulator, "DLModelOutput")][-1] == "v2"
+
+
+def test_the_loader_process_downloads_through_the_proxy_iot_edge_hands_it(
+    simulator: EdgeHubSimulator, azurite: Azurite, model_root: Path, tmp_path: Path
+) -> None:
+    """`https_proxy` in lower case, as IoT Edge sets it in a module's environment (issue 17, item 16);
+    `LOADER_NO_PROXY` empty so that loopback storage goes through the proxy too."""
+    data = model_zip("onnx", padding=200_000)
+    with HttpsProxy(tmp_path / "proxy") as proxy:
+        simulator.set_desired("loader", publish(azurite, data, "v1"))
+        env = {"https_proxy": proxy.url, "LOADER_NO_PROXY": ""}
+        with loader_process(simulator, azurite, model_root, tmp_path / "loader.log", env) as loader:
+            simulator.wait_for(lambda: is_state(simulator, "ready", "v1"), WAIT)
+            assert loader.terminate() == 0
+        storage = f"127.0.0.1:{azurite.port}"
+        assert poll(lambda: any(host == storage for host, _ in proxy.connects()), within=10), proxy.connects()
+        assert sum(size for host, size in proxy.connects() if host == storage) >= len(data)
+    assert ModelRepository(model_root).current_version() == "v1"
