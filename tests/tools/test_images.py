@@ -17,7 +17,7 @@ import pytest
 
 from edge_shared.repository import ModelRepository
 from edge_tools.fixtures import FixtureCatalog
-from edge_tools.images.arm64 import prepare_models
+from edge_tools.images.arm64 import cpuinfo_volume, prepare_models
 from edge_tools.images.build import BASES, IMAGES, REPO_ROOT, build_command, host_ca_bundle
 from edge_tools.images.compose import ComposeTest, ComposeTestFailed, loader_update, parse_containers
 from edge_tools.images.debian import host_mirror, recipe_hash, sources_list, trim
@@ -307,3 +307,15 @@ def test_the_arm64_smoke_repository_is_what_the_inference_module_reads(
         "tflite",
     }
     assert (tmp_path / "models" / "one-square.jpg").is_file()
+
+
+def test_the_emulated_arm64_build_sees_an_arm_cpuinfo(tmp_path: Path) -> None:
+    volume = cpuinfo_volume(tmp_path)
+    source, target, mode = volume.split(":")
+    assert (target, mode) == ("/proc/cpuinfo", "ro")
+    text = Path(source).read_text()
+    assert text.count("CPU implementer\t: 0x41") == 2 and "processor\t: 1" in text  # two Arm cores
+    spec = next(s for s in IMAGES if s.name == "inference")
+    command = build_command(PODMAN, spec, bases=None, platform="linux/arm64", volumes=[volume])
+    assert command[command.index("--volume") + 1] == volume
+    assert command[command.index("--platform") + 1] == "linux/arm64"

@@ -6,6 +6,11 @@ inside containers) unless already there; debootstrap makes an arm64 Debian root,
 inference image are built for linux/arm64 (tags suffixed `-arm64`), and the image then serves, with
 edgeHub off, a model repository prepared here: `/health/ready`, one `/score` with an ONNX model, then a
 swap to a TFLite model through `POST /model/reload` and one more `/score`.
+
+QEMU 7.2 (Debian bookworm) user emulation shows the emulated process the host's x86 `/proc/cpuinfo`;
+ONNX Runtime's CPU detection crashes on it (SIGSEGV at `import onnxruntime`; numpy, Pillow and LiteRT
+import fine). An arm64 `/proc/cpuinfo` (a Cortex-A76-like one, `ARM_CPUINFO`) is therefore mounted over
+it in the build steps and the smoke container. On a real ARM board the kernel's own file is there.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ QEMU_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
 SUFFIX = "-arm64"
 MODELS = ("tiny-yolo-1", "ssd-lite-1")  # one ONNX, one TFLite
 IMAGE_FILE = "one-square.jpg"
+ARM_CPUINFO = "".join(
+    f"processor\t: {cpu}\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics "
+    "fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+    "CPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n"
+    for cpu in range(2)
+)
 _PROBE = """
 import json, sys, time, urllib.request
 base = "http://127.0.0.1:8080"
@@ -111,11 +122,21 @@ def prepare_models(root: Path, catalog: FixtureCatalog) -> None:
     (root / IMAGE_FILE).chmod(0o644)
 
 
-def smoke(engine: Engine, root: Path, report: Callable[[str], None], *, timeout: float) -> list[SmokeAnswer]:
+def cpuinfo_volume(work_dir: Path) -> str:
+    """The `--volume` argument that shows emulated processes an arm64 `/proc/cpuinfo`."""
+    path = work_dir / "cpuinfo-arm64"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(ARM_CPUINFO, encoding="utf-8")
+    return f"{path}:/proc/cpuinfo:ro"
+
+
+def smoke(
+    engine: Engine, root: Path, report: Callable[[str], None], *, timeout: float, cpuinfo: str
+) -> list[SmokeAnswer]:
     tag = next(spec.tag for spec in IMAGES if spec.name == "inference") + SUFFIX
     run = engine.run(
         ["run", "-d", "--platform", "linux/arm64", "-e", "INFERENCE_EDGEHUB=false",
-         "-e", "INFERENCE_LOG_FORMAT=text", "-v", f"{root}:/models:ro", tag],
+         "-e", "INFERENCE_LOG_FORMAT=text", "-v", f"{root}:/models:ro", "-v", cpuinfo, tag],
         timeout=120,
     )  # fmt: skip
     container = run.stdout.strip().splitlines()[-1]
@@ -127,6 +148,8 @@ def smoke(engine: Engine, root: Path, report: Callable[[str], None], *, timeout:
             raise EngineError(f"expected an aarch64 container, got {arch}")
         for index, model_id in enumerate(MODELS):
             step = "reload" if index else "first"
+            if index:  # as the loader would: `current` names the new version, then the reload swaps to it
+                ModelRepository(root).set_current(model_id)
             done = engine.run(
                 ["exec", container, "python", "-c", _PROBE, f"/models/{IMAGE_FILE}", step], timeout=timeout
             )
@@ -153,12 +176,14 @@ def arm64_smoke(
     started = time.monotonic()
     ensure_emulation()
     timings = [Timed("binfmt/qemu", time.monotonic() - started)]
+    cpuinfo = cpuinfo_volume(work_dir)
     timings += build_images(
         engine,
         names=["inference"],
         platform="linux/arm64",
         tag_suffix=SUFFIX,
         arch="arm64",
+        volumes=[cpuinfo],
         work_dir=work_dir,
         report=report,
     )
@@ -166,6 +191,6 @@ def arm64_smoke(
     shutil.rmtree(root, ignore_errors=True)
     prepare_models(root, catalog)
     started = time.monotonic()
-    smoke(engine, root, report, timeout=timeout)
+    smoke(engine, root, report, timeout=timeout, cpuinfo=cpuinfo)
     timings.append(Timed("smoke test (emulated)", time.monotonic() - started))
     return timings

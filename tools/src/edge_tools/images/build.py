@@ -90,6 +90,7 @@ def build_command(
     bases: dict[str, str] | None,
     platform: str | None,
     host_ca: Path | None = None,
+    volumes: Sequence[str] = (),
 ) -> list[str]:
     """`build` arguments for one image: Docker syntax only; podman keeps HEALTHCHECK with `--format docker`.
 
@@ -101,6 +102,8 @@ def build_command(
         args += ["--format", "docker"]
         if host_ca is not None:
             args += ["--volume", f"{host_ca}:{IMAGE_CA_BUNDLE}:ro"]
+        for volume in volumes:
+            args += ["--volume", volume]
     for arg, image in (bases or {}).items():
         args += ["--build-arg", f"{arg}={image}"]
     if platform is not None:
@@ -116,10 +119,14 @@ def build_images(
     platform: str | None = None,
     tag_suffix: str = "",
     arch: str | None = None,
+    volumes: Sequence[str] = (),
     work_dir: Path,
     report: Callable[[str], None],
 ) -> list[Timed]:
-    """Build the bases (with `local_base`) and the images named (all by default); returns the timings."""
+    """Build the bases (with `local_base`) and the images named (all by default); returns the timings.
+
+    `volumes` (podman) are mounted during the images' build steps, e.g. an emulated CPU's /proc/cpuinfo.
+    """
     chosen = [spec for spec in IMAGES if names is None or spec.name in names]
     timings: list[Timed] = []
     if local_base:
@@ -135,7 +142,7 @@ def build_images(
     host_ca = host_ca_bundle()
     for spec in chosen:
         bases = {arg: _suffixed(BASES[arg].tag, tag_suffix) for arg in spec.base_args} if local_base else None
-        timings.append(_build(engine, spec, bases, platform, tag_suffix, report, host_ca))
+        timings.append(_build(engine, spec, bases, platform, tag_suffix, report, host_ca, volumes))
     return timings
 
 
@@ -147,11 +154,12 @@ def _build(
     tag_suffix: str,
     report: Callable[[str], None],
     host_ca: Path | None,
+    volumes: Sequence[str] = (),
 ) -> Timed:
     started = time.monotonic()
     tagged = replace(spec, tag=_suffixed(spec.tag, tag_suffix))
     report(f"== building {tagged.tag} ({spec.dockerfile})")
-    command = build_command(engine, tagged, bases=bases, platform=platform, host_ca=host_ca)
+    command = build_command(engine, tagged, bases=bases, platform=platform, host_ca=host_ca, volumes=volumes)
     engine.run(command, timeout=1800, cwd=REPO_ROOT)
     timed = Timed(spec.name, _since(started))
     report(f"   {spec.name}: {timed.seconds:.0f} s")
