@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -99,6 +101,35 @@ async def test_connection_lost_mid_download_resumes_with_range(
     if fault == "cut":
         # A RST also drops bytes the client kernel had received, so only a FIN bounds the wire bytes.
         assert proxy.downstream_bytes <= 1.05 * len(data) + 2 * HEADER_ALLOWANCE
+
+
+async def test_reported_progress_is_never_ahead_of_the_bytes_on_the_volume(
+    azurite: Azurite, http: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loader killed right after a report must find every reported byte in its part file (a slow
+    volume used to leave the block just handed to the writer counted but not written)."""
+    name, data = _blob(azurite)
+    part = tmp_path / "a.part"
+    write = Downloader._write
+
+    def slow_write(self: Downloader, partial: Any, block: bytes) -> None:
+        time.sleep(0.05)  # a slow volume: the write is still running when the next report goes out
+        write(self, partial, block)
+
+    monkeypatch.setattr(Downloader, "_write", slow_write)
+    behind: list[tuple[int, int]] = []
+
+    async def progress(done: int, total: int | None, attempt: int) -> None:
+        del total, attempt
+        on_disk = part.stat().st_size if part.exists() else 0
+        if done > on_disk:
+            behind.append((done, on_disk))
+
+    result = await Downloader(http, LIMITS).fetch(
+        lambda: azurite.sas_url("models", name), part, expected_size=len(data), on_progress=progress
+    )
+    _check(result, data)
+    assert behind == []
 
 
 async def test_stalled_stream_times_out_and_resumes(

@@ -144,6 +144,7 @@ class _Partial:
     def append(self, data: bytes) -> None:
         assert self._handle is not None
         self._handle.write(data)
+        self._handle.flush()  # into the kernel: a killed process loses nothing `offset` counts
         self._md5.update(data)
         self._sha256.update(data)
         self.offset += len(data)
@@ -312,7 +313,9 @@ class Downloader:
                             )
                             buffer.clear()
                             flushed_at = loop.time()
-                            await on_progress(position, partial.total, attempt)
+                            # What is on the volume, not what arrived: the block just handed to the
+                            # writer is reported at the next flush, so a crash never loses reported bytes.
+                            await on_progress(partial.offset, partial.total, attempt)
                 finally:
                     # Bytes that arrived before a cut are a valid prefix: keep them for the resume.
                     if writing is not None:
