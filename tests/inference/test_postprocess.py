@@ -62,7 +62,7 @@ def test_labelmap_starting_with_unknown_shifts_class_ids_by_one() -> None:
 
 def test_trailing_blank_lines_do_not_count_as_labels() -> None:
     assert len(parse_labels("a\nb\n\n\n")) == 2
-    assert Labels(names=(), offset=0).name(0) == "class_0"
+    assert Labels().name(0) == "class_0"
 
 
 def test_nothing_found_gives_an_empty_list() -> None:

@@ -13,6 +13,7 @@ import pytest
 from edge_shared.repository import ModelRepository
 from edge_tools.bench.hostile_models import declared_input_onnx
 from edge_tools.fixtures import FixtureCatalog
+from inference_module.announcement import parse_announcement
 from inference_module.errors import (
     ChecksumMismatchError,
     InsufficientMemoryError,
@@ -26,7 +27,7 @@ from inference_module.memory import rss_bytes
 from inference_module.metrics import Metrics
 from inference_module.runtimes import default_registry
 from inference_module.runtimes.base import RuntimeOptions
-from inference_module.service import ModelService, parse_announcement
+from inference_module.service import ModelService
 from inference_module.settings import InferenceSettings, SwapMode
 from inference_module.slot import ModelSlot
 from tests.inference.helpers import GatedDetector, GatedFactory, install_model
@@ -132,6 +133,7 @@ async def test_a_model_that_fails_to_load_leaves_the_old_one_serving(
 
 async def test_missing_label_file_is_a_load_failure(model_root: Path, catalog: FixtureCatalog) -> None:
     message = install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    assert message.local_labelmap_path is not None
     (model_root / message.local_labelmap_path).unlink()
     service, slot, _ = make_service(model_root, GatedFactory())
     with pytest.raises(ModelLoadError):

@@ -105,7 +105,7 @@ def test_label_only_change_travels_in_under_4_kb(
     update = model_update(stack)
     assert update["source"] == "delta" and update["bytesDone"] == published["delta"]["size"] < 4096
     _, labels, _ = ModelRepository(stack.endpoints.model_root).model_paths("labels-2")
-    assert labels.read_text().startswith("relabelled\n")
+    assert labels is not None and labels.read_text().startswith("relabelled\n")
     model = httpx.get(f"{stack.endpoints.inference_url}/model", timeout=5.0).json()
     assert model["version"] == "labels-2"
 

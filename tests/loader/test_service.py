@@ -75,7 +75,7 @@ async def test_happy_path_installs_announces_and_reports(
     model_path, labels_path, _ = repo.model_paths(version)
     assert manifest.runtime == runtime and manifest.file_name == f"{version}.zip"
     assert manifest.source_sha256 == hashlib.sha256(data).hexdigest()
-    assert labels_path.read_text() == LABELS
+    assert labels_path is not None and labels_path.read_text() == LABELS
     assert [m["version"] for m in announcements(hub)] == [version]
     assert announcements(hub)[0] == {
         "local_model_path": f"models/{version}/model.{runtime}",

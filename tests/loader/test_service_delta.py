@@ -140,7 +140,7 @@ async def test_label_only_change_travels_in_under_4_kb(
     assert status_events(hub)[-1]["bytesDownloaded"] == len(delta) < 4096
     assert update(hub)["source"] == "delta"
     _, labels, _ = ModelRepository(settings.model_root).model_paths("2.0")
-    assert labels.read_text().startswith("human\n")
+    assert labels is not None and labels.read_text().startswith("human\n")
 
 
 def _tampered(delta: bytes) -> bytes:

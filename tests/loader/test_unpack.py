@@ -109,8 +109,29 @@ def test_no_model_is_invalid(tmp_path: Path) -> None:
     assert "no model file" in _refused(tmp_path, data, InvalidModelError)
 
 
-def test_no_labels_is_invalid(tmp_path: Path) -> None:
-    _refused(tmp_path, zip_bytes({"model.onnx": onnx_model()}), InvalidModelError)
+def test_a_package_without_a_label_file_is_accepted_for_a_model_carrying_its_names(tmp_path: Path) -> None:
+    archive = tmp_path / "in.zip"
+    archive.write_bytes(zip_bytes({"yolov8n.onnx": onnx_model()}))
+    unpacked = unpack_model(archive, tmp_path / "staging", LIMITS)
+    assert (unpacked.model_file, unpacked.labels_file) == ("yolov8n.onnx", None)
+
+
+@pytest.mark.parametrize("name", ["coco_labels.txt", "classes.names", "my.labels", "LabelMap.TXT"])
+def test_a_label_file_is_found_by_its_suffix_not_its_name(tmp_path: Path, name: str) -> None:
+    archive = tmp_path / "in.zip"
+    archive.write_bytes(zip_bytes({"detect.tflite": tflite_model(), name: b"0  person\r\n16  cat\r\n"}))
+    assert unpack_model(archive, tmp_path / "staging", LIMITS).labels_file == name
+
+
+def test_two_label_candidates_are_invalid_and_named(tmp_path: Path) -> None:
+    data = zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"a\n", "README.txt": b"hi\n"})
+    message = _refused(tmp_path, data, InvalidModelError)
+    assert "README.txt" in message and "labels.txt" in message
+
+
+def test_a_label_file_mixing_formats_is_invalid(tmp_path: Path) -> None:
+    data = zip_bytes({"model.onnx": onnx_model(), "labels.txt": b"0 person\n1 bicycle\ncar\n"})
+    assert "mixes" in _refused(tmp_path, data, InvalidModelError)
 
 
 def test_empty_labels_are_invalid(tmp_path: Path) -> None:

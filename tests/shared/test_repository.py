@@ -92,7 +92,8 @@ def test_installed_versions_newest_first_and_skips_junk(repo: ModelRepository) -
     (repo.models_dir / "half-installed").mkdir()
     assert repo.installed_versions() == ["new", "mid", "old"]
     model, labels, manifest = repo.model_paths("mid")
-    assert model.name == "model.onnx" and labels.name == "labels.txt" and manifest.version == "mid"
+    assert model.name == "model.onnx" and labels is not None and labels.name == "labels.txt"
+    assert manifest.version == "mid"
 
 
 def test_manifest_with_escaping_file_name_is_refused(repo: ModelRepository) -> None:

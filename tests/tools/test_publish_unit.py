@@ -59,7 +59,7 @@ def test_zip_keeps_its_name(tmp_path: Path) -> None:
     [
         ({"a.onnx": b"", "b.onnx": b"", "labels.txt": b""}, "exactly one .onnx"),
         ({"labels.txt": b""}, "exactly one .onnx"),
-        ({"a.onnx": b""}, "label file"),
+        ({"a.onnx": b"", "labels.txt": b"", "notes.txt": b""}, "found 2: labels.txt, notes.txt"),
         ({"x/a.onnx": b"", "y/labels.txt": b""}, "one top folder"),
         ({"x/y/a.onnx": b"", "x/labels.txt": b""}, "one top folder"),
     ],
@@ -69,6 +69,10 @@ def test_packages_the_loader_would_refuse_are_refused_before_upload(
 ) -> None:
     with pytest.raises(PackageError, match=message):
         check_package(make_zip(files))
+
+
+def test_a_package_without_a_label_file_is_accepted() -> None:
+    check_package(make_zip({"yolov8n.onnx": b""}))  # the model may carry its class names
 
 
 def test_not_a_zip_is_refused() -> None:

@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from pydantic import ValidationError
-
 from edge_shared.errors import EdgeSharedError, UnsafePathError
 from edge_shared.logs import log_context
-from edge_shared.messages import ModelAnnouncement
 from edge_shared.reported import Runtime
 from edge_shared.repository import MANIFEST_FILE, MODEL_SUFFIXES, ModelRepository
+from inference_module.announcement import LoadRequest, parse_announcement
 from inference_module.errors import (
     ChecksumMismatchError,
     InferenceError,
     InsufficientMemoryError,
-    InvalidAnnouncementError,
     ModelError,
     ModelLoadError,
     ModelLoadTimeoutError,
@@ -36,7 +32,7 @@ from inference_module.errors import (
     UnsafeModelPathError,
 )
 from inference_module.files import open_regular, require_regular
-from inference_module.labels import load_labels
+from inference_module.labels import load_labels, model_labels
 from inference_module.memory import available_memory_bytes, rss_bytes
 from inference_module.metrics import Metrics
 from inference_module.runtimes.base import DetectorFactory, RuntimeOptions
@@ -50,21 +46,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 SwapSource = Literal["startup", "message", "reload"]
 ActiveListener = Callable[[ModelIdentity], Awaitable[None]]
-_PATH_FIELDS = ("local_model_path", "local_labelmap_path")
 # After unloading for memory, how long to wait for requests still using the old model.
 _DRAIN_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class LoadRequest:
-    """A model to load: files already resolved under the model root."""
-
-    version: str
-    file_name: str
-    model_path: Path
-    labels_path: Path
-    expected_sha256: str | None
-    announced_runtime: Runtime | None = None
 
 
 class ModelService:
@@ -253,7 +236,7 @@ class ModelService:
             raise ChecksumMismatchError(
                 f"model file sha256 {sha256} differs from the announced {request.expected_sha256}"
             )
-        labels = load_labels(request.labels_path)
+        file_labels = None if request.labels_path is None else load_labels(request.labels_path)
         options = self._options_with_budget(request.model_path)
         rss_before = rss_bytes()
         try:
@@ -263,8 +246,9 @@ class ModelService:
         except Exception as exc:
             raise ModelLoadError(f"{runtime} runtime failed to load the model: {exc}") from exc
         try:
-            exercise(detector, labels, request.version)
-        except ModelLoadError:
+            labels = model_labels(file_labels, request.labels_path, detector.metadata)
+            exercise(detector, labels.names, request.version)
+        except ModelError:
             detector.close()
             raise
         rss_after = rss_bytes()
@@ -284,9 +268,10 @@ class ModelService:
             sha256=sha256,
             model_path=request.model_path,
             labels_path=request.labels_path,
+            labels_source=labels.source,
             loaded_at=datetime.now(UTC),
         )
-        return LoadedModel(detector, labels, identity)
+        return LoadedModel(detector, labels.names, identity)
 
     def _options_with_budget(self, model_path: Path) -> RuntimeOptions:
         """The runtime options, with what the model's tensors may take: free memory now, less the
@@ -325,39 +310,6 @@ class ModelService:
     def _count_failure(self, source: SwapSource, exc: InferenceError) -> None:
         self._metrics.swap_failures.labels(source=source, code=exc.code).inc()
         logger.error("model swap refused: %s", exc, extra={"code": exc.code, "swap_source": source})
-
-
-def parse_announcement(data: bytes, repository: ModelRepository) -> LoadRequest:
-    """Validate a `DLModelOutput` body and resolve its paths under the model root (escapes refused)."""
-    try:
-        announcement = ModelAnnouncement.model_validate_json(data)
-    except ValidationError as exc:
-        refused_paths = [
-            error
-            for error in exc.errors()
-            if error["loc"] and error["loc"][0] in _PATH_FIELDS and error["type"] == "value_error"
-        ]
-        if refused_paths:
-            raise UnsafeModelPathError("the message names a path that is not inside the model root") from exc
-        raise InvalidAnnouncementError(f"the message is not a model announcement: {_summary(exc)}") from exc
-    try:
-        model_path = repository.resolve(announcement.local_model_path)
-        labels_path = repository.resolve(announcement.local_labelmap_path)
-    except UnsafePathError as exc:
-        raise UnsafeModelPathError(f"the message names a path outside the model root: {exc}") from exc
-    return LoadRequest(
-        version=announcement.version,
-        file_name=announcement.file_name,
-        model_path=model_path,
-        labels_path=labels_path,
-        expected_sha256=announcement.sha256,
-        announced_runtime=announcement.runtime,
-    )
-
-
-def _summary(exc: ValidationError) -> str:
-    """Field names and reasons only: never echo the (untrusted) input values."""
-    return json.dumps([{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()])
 
 
 def file_sha256(path: Path) -> str:

@@ -31,8 +31,10 @@ class ModelIdentity:
     runtime: Runtime
     sha256: str
     model_path: Path
-    labels_path: Path
+    labels_path: Path | None
     loaded_at: datetime
+    labels_source: str = "label file"
+    """Where the class names came from: the package's label file, or names embedded in the model."""
 
     def active_model(self) -> ActiveModel:
         return ActiveModel(

@@ -45,7 +45,7 @@ class Reporter:
         base = f"{MODELS_DIR}/{manifest.version}"
         body = ModelAnnouncement(
             local_model_path=f"{base}/{manifest.model_file}",
-            local_labelmap_path=f"{base}/{manifest.labels_file}",
+            local_labelmap_path=None if manifest.labels_file is None else f"{base}/{manifest.labels_file}",
             version=manifest.version,
             file_name=manifest.file_name,
             runtime=manifest.runtime,

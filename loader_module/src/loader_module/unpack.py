@@ -21,12 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from edge_shared.errors import LabelError
 from edge_shared.fsutil import fsync_dir
+from edge_shared.labels import find_label_file, read_label_file
 from edge_shared.reported import Runtime
 from edge_shared.repository import MODEL_SUFFIXES, SHARED_FILE_MODE, share_dir
 from loader_module.errors import DiskFullError, InvalidModelError, UnsafeArchiveError
 
-LABEL_NAMES = ("labelmap.txt", "labels.txt", "coco_classes.txt")
 MODEL_JSON = "model.json"
 _COPY_BLOCK = 1024 * 1024
 # First byte of an ONNX ModelProto: the tag of one of its top-level fields (ir_version comes first).
@@ -48,7 +49,8 @@ class UnpackedModel:
 
     directory: Path
     model_file: str
-    labels_file: str
+    labels_file: str | None
+    """None when the package has no label file: the model must carry its class names itself."""
     runtime: Runtime
     files: dict[str, str]
 
@@ -202,7 +204,7 @@ def _member_blocks(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes
         raise InvalidModelError(f"member {info.filename!r} points outside the archive") from exc
 
 
-def _identify(directory: Path, files: dict[str, str]) -> tuple[str, str, Runtime]:
+def _identify(directory: Path, files: dict[str, str]) -> tuple[str, str | None, Runtime]:
     top = [name for name in files if "/" not in name]
     models = [name for name in top if PurePosixPath(name).suffix.lower() in MODEL_SUFFIXES]
     if len(models) != 1:
@@ -212,11 +214,13 @@ def _identify(directory: Path, files: dict[str, str]) -> tuple[str, str, Runtime
     runtime = MODEL_SUFFIXES[PurePosixPath(model).suffix.lower()]
     _check_magic(directory / model, runtime)
     labels = _labels_file(directory, top)
-    _check_labels(directory / labels)
+    if labels is not None:
+        _check_labels(directory / labels)
     return model, labels, runtime
 
 
-def _labels_file(directory: Path, top: list[str]) -> str:
+def _labels_file(directory: Path, top: list[str]) -> str | None:
+    """`model.json`'s `labels` when it names one, else the one file whose suffix makes it a label file."""
     if MODEL_JSON in top:
         try:
             spec = json.loads((directory / MODEL_JSON).read_text(encoding="utf-8"))
@@ -227,13 +231,10 @@ def _labels_file(directory: Path, top: list[str]) -> str:
             if named not in top:
                 raise InvalidModelError("model.json names a label file that is not in the ZIP")
             return named
-    labels = [name for name in top if name.lower() in LABEL_NAMES]
-    if len(labels) != 1:
-        found = "none" if not labels else f"{len(labels)}"
-        raise InvalidModelError(
-            f"the ZIP must hold exactly one label file ({', '.join(LABEL_NAMES)}), found {found}"
-        )
-    return labels[0]
+    try:
+        return find_label_file(top)
+    except LabelError as exc:
+        raise InvalidModelError(str(exc)) from exc
 
 
 def _check_magic(path: Path, runtime: Runtime) -> None:
@@ -248,12 +249,11 @@ def _check_magic(path: Path, runtime: Runtime) -> None:
 
 
 def _check_labels(path: Path) -> None:
+    """Parsed as the inference module will parse it, so a file it would refuse is never installed."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidModelError(f"{path.name} is not UTF-8 text") from exc
-    if not any(line.strip() for line in text.splitlines()):
-        raise InvalidModelError(f"{path.name} holds no labels")
+        read_label_file(path)
+    except LabelError as exc:
+        raise InvalidModelError(str(exc)) from exc
 
 
 def remove_tree(path: Path) -> None:

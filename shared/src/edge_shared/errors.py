@@ -4,7 +4,8 @@ Tree:
     EdgeSharedError
     ├── InvalidDesiredError   desired twin properties fail validation (names the field, never echoes values)
     ├── UnsafePathError       a path would escape the model root (absolute, `..`, symlink out)
-    └── RepositoryError       the model repository is missing or inconsistent (bad `current`, bad manifest)
+    ├── RepositoryError       the model repository is missing or inconsistent (bad `current`, bad manifest)
+    └── LabelError            a label file is missing its names, ambiguous (two candidates) or unreadable
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class UnsafePathError(EdgeSharedError, ValueError):
 
 class RepositoryError(EdgeSharedError):
     """The model repository on disk is not in the shape design §6 describes."""
+
+
+class LabelError(EdgeSharedError, ValueError):
+    """A model package's label file cannot be used: none of its lines names a class, or it is ambiguous."""

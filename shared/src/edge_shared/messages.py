@@ -34,7 +34,8 @@ class ModelAnnouncement(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     local_model_path: RelativePath
-    local_labelmap_path: RelativePath
+    local_labelmap_path: RelativePath | None = None
+    """None when the package has no label file and the model carries its class names."""
     version: Version
     file_name: str = Field(max_length=128)
     runtime: Runtime

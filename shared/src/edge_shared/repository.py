@@ -50,7 +50,9 @@ class ModelManifest(BaseModel):
     file_name: str
     runtime: Runtime
     model_file: str
-    labels_file: str
+    labels_file: str | None = Field(
+        default=None, description="the package's label file; None when the model carries its class names"
+    )
     files: dict[str, str] = Field(description="relative file name → sha256 hex, for every file")
     source_sha256: str = Field(description="sha256 of the ZIP the version was installed from")
     source_md5: str | None = Field(
@@ -157,13 +159,14 @@ class ModelRepository:
         found.sort(reverse=True)
         return [version for _, version in found]
 
-    def model_paths(self, version: str) -> tuple[Path, Path, ModelManifest]:
-        """Model file, label file and manifest of an installed version, all checked to stay inside."""
+    def model_paths(self, version: str) -> tuple[Path, Path | None, ModelManifest]:
+        """Model file, label file (None without one) and manifest of a version, checked to stay inside."""
         manifest = self.read_manifest(version)
         base = f"{MODELS_DIR}/{version}"
+        labels = manifest.labels_file
         return (
             self.resolve(f"{base}/{manifest.model_file}"),
-            self.resolve(f"{base}/{manifest.labels_file}"),
+            None if labels is None else self.resolve(f"{base}/{labels}"),
             manifest,
         )
 

@@ -100,5 +100,9 @@ class ModelInfo(_Frozen):
     runtime: Runtime
     input_shape: list[int]
     labels_count: int = Field(ge=0)
+    labels_source: str = Field(
+        default="label file",
+        description="where the class names came from: `label file <name>` or names embedded in the model",
+    )
     loaded_at: datetime
     sha256: str

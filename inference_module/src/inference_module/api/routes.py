@@ -187,6 +187,7 @@ def model_info(model: LoadedModel) -> dict[str, Any]:
         runtime=identity.runtime,
         input_shape=list(model.detector.metadata.input_shape),
         labels_count=len(model.labels),
+        labels_source=identity.labels_source,
         loaded_at=identity.loaded_at,
         sha256=identity.sha256,
     ).model_dump(mode="json")

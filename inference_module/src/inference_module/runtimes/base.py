@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,17 @@ class RawDetections:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddedLabels:
+    """Class names a model file carries, unparsed: the label module parses them only when the package
+    has no label file, so garbage metadata never blocks a model that ships a good label file."""
+
+    source: str
+    """Where they were found, as `GET /model` shows it (e.g. `ONNX metadata "names"`)."""
+    kind: Literal["label-file", "names-literal"]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class DetectorMetadata:
     """What the model declares, read from it at load (never hard-coded)."""
 
@@ -64,6 +75,9 @@ class DetectorMetadata:
     output_names: tuple[str, ...]
     input_size: tuple[int, int] | None = None
     """Network width and height the image is resized to; lets JPEG decoding skip detail it would drop."""
+    num_classes: int | None = None
+    """Class ids the model can output (0..n-1, before a label file's offset); None when it cannot say."""
+    embedded_labels: EmbeddedLabels | None = None
 
 
 class Detector(Protocol):

@@ -24,6 +24,7 @@ from PIL import Image
 
 from inference_module.errors import ModelLoadError
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
+from inference_module.runtimes.geometry import Letterbox, iou
 from inference_module.runtimes.tflite_pool import Interpreter, InterpreterPool, open_interpreters, warm_up
 
 __all__ = [
@@ -104,39 +105,6 @@ def ssd_anchors(input_height: int, input_width: int, options: AnchorOptions) -> 
     return np.concatenate(rows, axis=0).astype(np.float32)
 
 
-@dataclass(frozen=True, slots=True)
-class Letterbox:
-    """Where the resized image sits inside the model input, in input pixels."""
-
-    input_width: int
-    input_height: int
-    left: int
-    top: int
-    width: int
-    height: int
-
-    @classmethod
-    def fit(cls, image_width: int, image_height: int, input_width: int, input_height: int) -> Letterbox:
-        """Aspect kept, the longer side filling the input, centred."""
-        scale = min(input_width / image_width, input_height / image_height)
-        width = min(input_width, max(1, round(image_width * scale)))
-        height = min(input_height, max(1, round(image_height * scale)))
-        return cls(
-            input_width,
-            input_height,
-            (input_width - width) // 2,
-            (input_height - height) // 2,
-            width,
-            height,
-        )
-
-    def unmap(self, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Boxes (y1, x1, y2, x2) as fractions of the input → fractions of the original image."""
-        ys = (boxes[:, 0::2] * self.input_height - self.top) / self.height
-        xs = (boxes[:, 1::2] * self.input_width - self.left) / self.width
-        return np.stack([ys[:, 0], xs[:, 0], ys[:, 1], xs[:, 1]], axis=1).astype(np.float32)
-
-
 def letterbox(
     image: Image.Image, input_width: int, input_height: int
 ) -> tuple[npt.NDArray[np.float32], Letterbox]:
@@ -160,18 +128,6 @@ def sigmoid(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return result
 
 
-def _iou(box: npt.NDArray[np.float32], others: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    top = np.maximum(box[0], others[:, 0])
-    left = np.maximum(box[1], others[:, 1])
-    bottom = np.minimum(box[2], others[:, 2])
-    right = np.minimum(box[3], others[:, 3])
-    inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)
-
-
 def weighted_nms(
     boxes: npt.NDArray[np.float32],
     scores: npt.NDArray[np.float32],
@@ -185,7 +141,7 @@ def weighted_nms(
     kept_scores: list[float] = []
     while remaining.size and len(kept_boxes) < max_output:
         best = remaining[0]
-        overlapping = _iou(boxes[best], boxes[remaining]) > iou_threshold
+        overlapping = iou(boxes[best], boxes[remaining]) > iou_threshold
         overlapping[0] = True  # a degenerate best box still forms its own cluster
         cluster = remaining[overlapping]
         weights = scores[cluster]

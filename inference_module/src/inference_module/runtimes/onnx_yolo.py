@@ -18,18 +18,19 @@ import onnxruntime as ort
 from PIL import Image
 
 from inference_module.errors import ModelLoadError
-from inference_module.resize import resize_rgb
 from inference_module.runtimes.base import (
+    Detector,
     DetectorMetadata,
     RawDetections,
     RuntimeOptions,
     check_declared_memory,
 )
+from inference_module.runtimes.geometry import letterbox_into
+from inference_module.runtimes.onnx_session import embedded_names, open_session
 
 logger = logging.getLogger(__name__)
 
 _GREY = np.float32(128 / 255)
-_SCALE = np.float32(1 / 255)
 
 
 class OnnxYoloDetector:
@@ -59,6 +60,8 @@ class OnnxYoloDetector:
             input_names=(self._image_input, self._shape_input),
             output_names=(self._boxes_out, self._scores_out, self._indices_out),
             input_size=(self._width, self._height),
+            num_classes=_class_count(session, self._scores_out),
+            embedded_labels=embedded_names(session),
         )
         self._outputs = [self._boxes_out, self._scores_out, self._indices_out]
 
@@ -83,20 +86,8 @@ class OnnxYoloDetector:
     def preprocess(self, image: Image.Image) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Letterbox into this thread's input buffer: aspect kept, centred, grey 128 around."""
         tensor, shape = self._buffers()
-        width, height = image.size
-        net_h, net_w = self._height, self._width
-        scale = min(net_w / width, net_h / height)
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        top, left = (net_h - new_h) // 2, (net_w - new_w) // 2
-        pixels = resize_rgb(np.asarray(image), new_w, new_h)
-        tensor[:, :, :top, :] = _GREY
-        tensor[:, :, top + new_h :, :] = _GREY
-        tensor[:, :, top : top + new_h, :left] = _GREY
-        tensor[:, :, top : top + new_h, left + new_w :] = _GREY
-        np.multiply(
-            pixels.transpose(2, 0, 1), _SCALE, out=tensor[0, :, top : top + new_h, left : left + new_w]
-        )
-        shape[0, 0], shape[0, 1] = height, width
+        letterbox_into(tensor, image, _GREY)
+        shape[0, 0], shape[0, 1] = image.height, image.width
         return tensor, shape
 
     def detect(self, image: Image.Image) -> RawDetections:
@@ -145,25 +136,27 @@ def _output_names(session: ort.InferenceSession) -> tuple[str, str, str]:
     return chosen.name, scores.name, integer[0].name
 
 
-def load_onnx_yolo(model_path: Path, options: RuntimeOptions) -> OnnxYoloDetector:
-    """Create the session with the configured threads, check the interface, warm it up once."""
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = options.ort_intra_op_threads
-    session_options.inter_op_num_threads = options.ort_inter_op_threads
-    session_options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(
-            str(model_path), sess_options=session_options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own unexported exception types
-        raise ModelLoadError(f"ONNX Runtime could not load the model: {exc}") from exc
+def _class_count(session: ort.InferenceSession, scores_name: str) -> int | None:
+    """C of the scores tensor [1,C,N]; None when the export leaves it symbolic."""
+    (scores,) = [item for item in session.get_outputs() if item.name == scores_name]
+    count = scores.shape[1] if len(scores.shape) == 3 else None
+    return count if isinstance(count, int) and count > 0 else None
+
+
+def tiny_yolo_from_session(session: ort.InferenceSession, options: RuntimeOptions) -> OnnxYoloDetector:
+    """Check the interface of an open session, warm it up once."""
     detector = OnnxYoloDetector(session, options)
     check_declared_memory(detector.metadata.input_shape, np.float32, options)
     warm_up(detector)
     return detector
 
 
-def warm_up(detector: OnnxYoloDetector) -> None:
+def load_onnx_yolo(model_path: Path, options: RuntimeOptions) -> OnnxYoloDetector:
+    """Create the session with the configured threads, check the interface, warm it up once."""
+    return tiny_yolo_from_session(open_session(model_path, options), options)
+
+
+def warm_up(detector: Detector) -> None:
     """One inference at load, so the first request does not pay for allocations and kernel selection."""
     _, _, height, width = detector.metadata.input_shape
     try:

@@ -15,10 +15,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from edge_shared.errors import LabelError
+from edge_shared.labels import find_label_file
 from edge_tools.publish.zipwriter import ZipEntry, write_zip
 
 MODEL_SUFFIXES = (".onnx", ".tflite")
-LABEL_NAMES = ("labelmap.txt", "labels.txt", "coco_classes.txt")
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
@@ -109,7 +110,7 @@ def _write(entries: list[ZipEntry], *, store_model: bool) -> bytes:
 
 
 def check_package(data: bytes) -> None:
-    """Exactly one model file and one label file, at the root or in one top folder."""
+    """Exactly one model file and at most one label file, at the root or in one top folder."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = [info.filename for info in archive.infolist() if not info.is_dir()]
@@ -126,12 +127,11 @@ def check_package(data: bytes) -> None:
     models = [n for n in leaves if n.lower().endswith(MODEL_SUFFIXES)]
     if len(models) != 1:
         raise PackageError(f"a package needs exactly one .onnx or .tflite file, found {len(models)}")
-    has_model_json = "model.json" in leaves
-    labels = [n for n in leaves if n in LABEL_NAMES]
-    if len(labels) != 1 and not has_model_json:
-        raise PackageError(
-            f"a package needs exactly one label file ({', '.join(LABEL_NAMES)}), found {len(labels)}"
-        )
+    if "model.json" not in leaves:  # model.json may name the label file itself
+        try:
+            find_label_file(leaves)  # none is fine: the model may carry its class names
+        except LabelError as exc:
+            raise PackageError(str(exc)) from exc
 
 
 def load_package(
