@@ -114,13 +114,15 @@ def install_model(
     directory = repository.version_dir(version)
     directory.mkdir(parents=True, exist_ok=True)
     model_name = Path(fixture.model_file).name
-    labels_name = Path(fixture.labels_file).name
+    labels_name = None if fixture.labels_file is None else Path(fixture.labels_file).name
     if model_bytes is None:
         shutil.copyfile(catalog.path(fixture.model_file), directory / model_name)
     else:
         (directory / model_name).write_bytes(model_bytes)
-    shutil.copyfile(catalog.path(fixture.labels_file), directory / labels_name)
-    files = {name: sha256_file(directory / name) for name in (model_name, labels_name)}
+    if fixture.labels_file is not None and labels_name is not None:
+        shutil.copyfile(catalog.path(fixture.labels_file), directory / labels_name)
+    names = [model_name] if labels_name is None else [model_name, labels_name]
+    files = {name: sha256_file(directory / name) for name in names}
     manifest = ModelManifest(
         version=version,
         file_name=f"{version}.zip",
@@ -136,7 +138,7 @@ def install_model(
         repository.set_current(version)
     return ModelAnnouncement(
         local_model_path=f"models/{version}/{model_name}",
-        local_labelmap_path=f"models/{version}/{labels_name}",
+        local_labelmap_path=None if labels_name is None else f"models/{version}/{labels_name}",
         version=version,
         file_name=f"{version}.zip",
         runtime=fixture.runtime,

@@ -19,7 +19,7 @@ from PIL import Image
 
 from edge_shared.scoring import ScoreResponse
 from edge_tools.fixtures import FixtureCatalog, build_ssd_tflite, ensure_fixtures
-from edge_tools.realmodels import ASTRONAUT, COFFEE, FACE_MODEL, fetch_real_files
+from edge_tools.realmodels import ASTRONAUT, COFFEE, FACE_MODEL, default_real_cache, fetch_real_files
 from inference_module.api import create_app
 from inference_module.errors import ModelLoadError
 from inference_module.imaging import ImageLimits, decode_image
@@ -46,7 +46,7 @@ try:
 except ImportError:  # pragma: no cover
     from tflite_runtime.interpreter import Interpreter
 
-REAL_CACHE = Path(__file__).resolve().parents[2] / "build" / "real"
+REAL_CACHE = default_real_cache()
 LIMITS = ImageLimits(max_pixels=40_000_000, min_side=16)
 
 # The face in astronaut.png (512×512), measured by hand on 4× and 8× enlargements of the photograph

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_tools.fixtures import FixtureCatalog
-from edge_tools.realmodels import FACE_MODEL, fetch_real_files
-from edge_tools.stack.stack import REPO_ROOT
+from edge_tools.realmodels import FACE_MODEL, default_real_cache, fetch_real_files
 from inference_module.errors import ModelLoadError
 from inference_module.runtimes import RuntimeOptions, default_registry
 from inference_module.runtimes.blazeface import BlazeFaceDetector
@@ -21,7 +20,7 @@ OPTIONS = RuntimeOptions(pipeline_threads=1)
 
 @pytest.fixture(scope="module")
 def face_model() -> Path:
-    return fetch_real_files(REPO_ROOT / "build" / "real")[FACE_MODEL.name]
+    return fetch_real_files(default_real_cache())[FACE_MODEL.name]
 
 
 def place(tmp_path: Path, source: Path, name: str, descriptor: object | None = None) -> Path:

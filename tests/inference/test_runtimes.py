@@ -40,7 +40,7 @@ def test_fixture_object_is_found_where_it_is(catalog: FixtureCatalog, model_id: 
     fixture = catalog.model(model_id)
     sample = catalog.image(image_id)
     detector = default_registry()[fixture.runtime](catalog.path(fixture.model_file), OPTIONS)
-    labels = load_labels(catalog.path(fixture.labels_file))
+    labels = load_labels(catalog.path(fixture.label_file))
     try:
         image = decode_image(catalog.path(sample.file).read_bytes(), LIMITS)
         found = select_detections(detector.detect(image), labels, threshold=0.5, max_detections=10)

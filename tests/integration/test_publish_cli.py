@@ -95,7 +95,7 @@ def test_publish_of_a_folder_zips_it_and_a_second_publish_replaces_the_desired_s
     model = catalog.model("ssd-lite-1")
     folder = tmp_path / "ssd"
     folder.mkdir()
-    for name in (model.model_file, model.labels_file):
+    for name in (model.model_file, model.label_file):
         (folder / Path(name).name).write_bytes(catalog.path(name).read_bytes())
     env = cli_env(simulator, azurite)
     first = edge_model(env, "publish", str(folder), "--version", "7", "--json")

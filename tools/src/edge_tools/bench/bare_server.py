@@ -16,11 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from edge_tools.bench.in_process import InProcess
+from edge_tools.bench.label_arg import label_path
 from inference_module.imaging import decode_image
 from inference_module.postprocess import native_body, select_detections
 
 
-def bare_app(model: Path, labels: Path, runtime: str) -> FastAPI:
+def bare_app(model: Path, labels: Path | None, runtime: str) -> FastAPI:
     local = InProcess(model, labels, runtime)
     loaded = local.slot.current
     if loaded is None:
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> int:
     import uvicorn
 
     model, labels, runtime, port = argv
-    app = bare_app(Path(model), Path(labels), runtime)
+    app = bare_app(Path(model), label_path(labels), runtime)
     uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=int(port), log_config=None)).run()
     return 0
 

@@ -31,7 +31,8 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
         fixture = catalog.model(model_id)
         root = work / f"cold-{model_id}"
         directory = install_fixture(root, catalog, model_id)
-        model, labels = directory / Path(fixture.model_file).name, directory / Path(fixture.labels_file).name
+        model = directory / Path(fixture.model_file).name
+        labels = None if fixture.labels_file is None else directory / Path(fixture.labels_file).name
         starts, loads, imports = [], [], []
         for _ in range(profile.cold_starts):
             logger.info("cold start: %s", model_id)

@@ -9,7 +9,7 @@ from typing import cast
 
 from edge_shared.reported import Runtime
 from inference_module.imaging import ImageLimits
-from inference_module.labels import load_labels
+from inference_module.labels import load_labels, model_labels
 from inference_module.pipeline import ScoreQuery, run_pipeline
 from inference_module.runtimes import default_registry
 from inference_module.runtimes.base import RuntimeOptions
@@ -20,9 +20,11 @@ LIMITS = ImageLimits(40_000_000, 8)
 JPEG_QUALITY = 90
 
 
-def load_model(model: Path, labels: Path, runtime: str) -> LoadedModel:
+def load_model(model: Path, labels: Path | None, runtime: str) -> LoadedModel:
     """What a swap builds: labels read, session created and warmed (the registry's loader warms once)."""
     detector = default_registry()[cast(Runtime, runtime)](model, RuntimeOptions())
+    file_labels = None if labels is None else load_labels(labels)
+    chosen = model_labels(file_labels, labels, detector.metadata)
     identity = ModelIdentity(
         version="bench",
         file_name="bench.zip",
@@ -32,13 +34,13 @@ def load_model(model: Path, labels: Path, runtime: str) -> LoadedModel:
         labels_path=labels,
         loaded_at=datetime.now(UTC),
     )
-    return LoadedModel(detector, load_labels(labels), identity)
+    return LoadedModel(detector, chosen.names, identity)
 
 
 class InProcess:
     """The same `run_pipeline` the server runs (decode, preprocess, run, postprocess, JSON body)."""
 
-    def __init__(self, model: Path, labels: Path, runtime: str) -> None:
+    def __init__(self, model: Path, labels: Path | None, runtime: str) -> None:
         self.slot = ModelSlot()
         self.slot.install(load_model(model, labels, runtime))
         self.limits = LIMITS
@@ -55,7 +57,7 @@ class InProcess:
 class SessionPerRequest:
     """The reference architecture's approach: a new session and a label-file read for every request."""
 
-    def __init__(self, model: Path, labels: Path, runtime: str) -> None:
+    def __init__(self, model: Path, labels: Path | None, runtime: str) -> None:
         self.model, self.labels, self.runtime = model, labels, runtime
 
     def score(self, image: bytes) -> float:

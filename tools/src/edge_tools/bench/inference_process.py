@@ -33,9 +33,13 @@ def install_fixture(root: Path, catalog: FixtureCatalog, model_id: str, *, curre
     directory = repository.version_dir(model_id)
     directory.mkdir()
     model = directory / Path(fixture.model_file).name
-    labels = directory / Path(fixture.labels_file).name
     shutil.copyfile(catalog.path(fixture.model_file), model)
-    shutil.copyfile(catalog.path(fixture.labels_file), labels)
+    files = {model.name: file_sha256(model)}
+    labels = None
+    if fixture.labels_file is not None:
+        labels = directory / Path(fixture.labels_file).name
+        shutil.copyfile(catalog.path(fixture.labels_file), labels)
+        files[labels.name] = file_sha256(labels)
     repository.write_manifest(
         directory,
         ModelManifest(
@@ -43,8 +47,8 @@ def install_fixture(root: Path, catalog: FixtureCatalog, model_id: str, *, curre
             file_name=f"{model_id}.zip",
             runtime=fixture.runtime,
             model_file=model.name,
-            labels_file=labels.name,
-            files={model.name: file_sha256(model), labels.name: file_sha256(labels)},
+            labels_file=None if labels is None else labels.name,
+            files=files,
             source_sha256=fixture.zip.sha256,
             installed_at=datetime.now(UTC),
         ),

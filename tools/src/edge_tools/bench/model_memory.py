@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_tools.bench.label_arg import label_arg, label_path
+
 
 @dataclass(frozen=True, slots=True)
 class ModelCost:
@@ -28,7 +30,7 @@ def _rss_kib() -> int:
     raise RuntimeError("/proc/self/status has no VmRSS")
 
 
-def _measure(model: Path, labels: Path, runtime: str) -> dict[str, float]:
+def _measure(model: Path, labels: Path | None, runtime: str) -> dict[str, float]:
     started = time.perf_counter()
     from edge_tools.bench.in_process import load_model
     from inference_module.service import file_sha256
@@ -48,9 +50,9 @@ def _measure(model: Path, labels: Path, runtime: str) -> dict[str, float]:
     }
 
 
-def measure(model: Path, labels: Path, runtime: str) -> ModelCost:
+def measure(model: Path, labels: Path | None, runtime: str) -> ModelCost:
     """Spawn a fresh interpreter and measure there, so nothing this process loaded counts."""
-    command = [sys.executable, "-m", "edge_tools.bench.model_memory", str(model), str(labels), runtime]
+    command = [sys.executable, "-m", "edge_tools.bench.model_memory", str(model), label_arg(labels), runtime]
     done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
     values = json.loads(done.stdout.strip().splitlines()[-1])
     return ModelCost(values["load_seconds"], values["rss_added_mib"], values["import_seconds"])
@@ -58,7 +60,7 @@ def measure(model: Path, labels: Path, runtime: str) -> ModelCost:
 
 def main(argv: list[str]) -> int:
     model, labels, runtime = argv
-    sys.stdout.write(json.dumps(_measure(Path(model), Path(labels), runtime)) + "\n")
+    sys.stdout.write(json.dumps(_measure(Path(model), label_path(labels), runtime)) + "\n")
     return 0
 
 

@@ -29,6 +29,7 @@ from edge_tools.bench.inference_process import (
     install_fixture,
     wait_for_status,
 )
+from edge_tools.bench.label_arg import label_arg
 from edge_tools.bench.profile import Profile
 from edge_tools.bench.results import SectionResult, Spread
 from edge_tools.fixtures import FixtureCatalog, make_square_image
@@ -80,9 +81,16 @@ class Served:
 class BareServer:
     """`edge_tools.bench.bare_server` in a child process on a free port."""
 
-    def __init__(self, model: Path, labels: Path, runtime: str, log: Path) -> None:
+    def __init__(self, model: Path, labels: Path | None, runtime: str, log: Path) -> None:
         self.port = free_port()
-        command = [sys.executable, "-m", "edge_tools.bench.bare_server", str(model), str(labels), runtime]
+        command = [
+            sys.executable,
+            "-m",
+            "edge_tools.bench.bare_server",
+            str(model),
+            label_arg(labels),
+            runtime,
+        ]
         with log.open("ab") as sink:
             self.process = subprocess.Popen([*command, str(self.port)], stdout=sink, stderr=sink)
         try:
@@ -185,7 +193,7 @@ def measure_model(
     root = work / model_id
     directory = install_fixture(root, catalog, model_id)
     model = directory / Path(fixture.model_file).name
-    labels = directory / Path(fixture.labels_file).name
+    labels = None if fixture.labels_file is None else directory / Path(fixture.labels_file).name
     requests = profile.heavy_requests if heavy else profile.light_requests
     concurrent = max(CONCURRENCY, profile.concurrent_requests // (4 if heavy else 1))
     figures = ModelFigures(*([] for _ in range(18)))

@@ -141,7 +141,7 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
         directory = install_fixture(root, catalog, version, current=version == VERSIONS[0])
     fixture = catalog.model(VERSIONS[1])
     cost = measure(
-        directory / Path(fixture.model_file).name, directory / Path(fixture.labels_file).name, "onnx"
+        directory / Path(fixture.model_file).name, directory / Path(fixture.label_file).name, "onnx"
     )
     image = make_square_image(416, 416, [(150, 150, 250, 250)], "JPEG")
     results: list[dict[str, float]] = []

@@ -68,7 +68,7 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
     fixtures = [catalog.model(m) for m in MODELS]
     model_dir = catalog.path(fixtures[1].model_file).parent
     load = measure(
-        model_dir / Path(fixtures[1].model_file).name, catalog.path(fixtures[1].labels_file), "onnx"
+        model_dir / Path(fixtures[1].model_file).name, catalog.path(fixtures[1].label_file), "onnx"
     )
     totals, downloads, overheads, delivery, loader_work, swap = [], [], [], [], [], []
     with LocalStack(work / "stack") as stack, httpx.Client(timeout=10.0) as client:
