@@ -87,6 +87,51 @@ def test_messages_that_are_not_announcements_are_refused(model_root: Path, body:
         parse_announcement(body, ModelRepository(model_root))
 
 
+def test_the_reference_loaders_two_keys_name_a_model_version_from_its_folder(model_root: Path) -> None:
+    body = {"local_model_path": "models/1.2/detect.tflite", "local_labelmap_path": "models/1.2/labelmap.txt"}
+    request = parse_announcement(json.dumps(body).encode(), ModelRepository(model_root))
+    assert (request.version, request.file_name, request.expected_sha256) == ("1.2", "detect.tflite", None)
+    assert request.announced_runtime is None
+    assert request.model_path == (model_root / "models/1.2/detect.tflite").resolve()
+
+
+def test_an_absolute_path_inside_the_root_is_accepted(model_root: Path) -> None:
+    body = {
+        "local_model_path": f"{model_root}/models/v3/model.onnx",
+        "local_labelmap_path": f"{model_root.resolve()}/models/v3/labels.txt",
+    }
+    request = parse_announcement(json.dumps(body).encode(), ModelRepository(model_root))
+    assert request.version == "v3"
+    assert request.labels_path == (model_root / "models/v3/labels.txt").resolve()
+
+
+@pytest.mark.parametrize("path", ["/etc/models/v1/model.onnx", "{root}/../other/v1/model.onnx", "{root}"])
+def test_an_absolute_path_outside_the_root_is_refused(model_root: Path, path: str) -> None:
+    body = {"local_model_path": path.format(root=model_root), "local_labelmap_path": "models/v1/labels.txt"}
+    with pytest.raises(UnsafeModelPathError):
+        parse_announcement(json.dumps(body).encode(), ModelRepository(model_root))
+
+
+def test_two_keys_with_a_model_at_the_root_name_no_version(model_root: Path) -> None:
+    body = {"local_model_path": "model.onnx", "local_labelmap_path": "labels.txt"}
+    with pytest.raises(InvalidAnnouncementError, match="folder name"):
+        parse_announcement(json.dumps(body).encode(), ModelRepository(model_root))
+
+
+async def test_the_reference_message_loads_the_model(model_root: Path, catalog: FixtureCatalog) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    service, slot, _ = make_service(model_root, GatedFactory())
+    await service.load_current("startup")
+    body = {
+        "local_model_path": str(model_root / "models/v2/model.onnx"),
+        "local_labelmap_path": str(model_root / "models/v2/labels.txt"),
+    }
+    identity = await service.load_announcement(json.dumps(body).encode())
+    assert (identity.version, identity.runtime, identity.file_name) == ("v2", "onnx", "model.onnx")
+    assert slot.current is not None and slot.current.identity.version == "v2"
+
+
 async def test_message_swaps_in_the_announced_model_and_repeats_are_no_ops(
     model_root: Path, catalog: FixtureCatalog
 ) -> None:

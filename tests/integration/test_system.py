@@ -23,9 +23,12 @@ import pytest
 
 from edge_shared.repository import ModelRepository
 from edge_tools.faultproxy import FaultProxy, Policy
-from edge_tools.fixtures import FixtureCatalog, digests
+from edge_tools.fixtures import FixtureCatalog, digests, ensure_fixtures
+from edge_tools.fixtures.real import COCO_SSD_ID, YOLOV8N_ID
+from edge_tools.realmodels import default_real_cache
 from edge_tools.stack.demo import LoadClients, publish, wait_until_serving
-from edge_tools.stack.stack import LocalStack
+from edge_tools.stack.stack import REPO_ROOT, LocalStack
+from tests.coco_truth import PHOTOS, assert_found
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +136,17 @@ def padded_zip(catalog: FixtureCatalog, model_id: str, padding: int) -> bytes:
     return buffer.getvalue()
 
 
+def refusal(stack: LocalStack, version: str) -> dict[str, Any]:
+    """The loader's `ModelUpdate` once it reports `version` failed."""
+
+    def failed() -> dict[str, Any] | None:
+        update = model_update(stack)
+        return update if update.get("version") == version and update.get("state") == "failed" else None
+
+    update: dict[str, Any] = stack.wait_for(f"the loader to refuse {version}", failed, timeout=WAIT)
+    return update
+
+
 def test_cli_publish_is_installed_served_and_detects(
     stack: LocalStack, catalog: FixtureCatalog, image: bytes
 ) -> None:
@@ -198,11 +212,7 @@ def test_corrupt_zip_is_reported_as_checksum_mismatch_and_the_old_model_keeps_se
     with stack.hub() as hub:
         hub.patch_module_desired(stack.endpoints.device_id, "loader", desired)
 
-    def failed() -> dict[str, Any] | None:
-        update = model_update(stack)
-        return update if update.get("version") == version and update.get("state") == "failed" else None
-
-    update = stack.wait_for("the loader to refuse the corrupt ZIP", failed, timeout=WAIT)
+    update = refusal(stack, version)
     assert update["error"]["code"] == "checksum_mismatch"
     assert "sig=" not in json.dumps(update)
     reported = stack.reported("loader")
@@ -264,3 +274,56 @@ def test_inference_killed_and_restarted_serves_current_at_once(
 def test_restarting_the_simulator_of_a_stack_that_never_started_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="not started"):
         LocalStack(tmp_path).restart_simulator()
+
+
+# Real COCO detectors zipped as users zip them: Coral's SSD with its `coco_labels.txt` as shipped, the
+# Ultralytics YOLOv8n export alone (its class names are in its metadata).
+
+
+@pytest.fixture(scope="module")
+def real_catalog() -> FixtureCatalog:
+    return ensure_fixtures(REPO_ROOT / "build" / "fixtures", real_cache=default_real_cache())
+
+
+@pytest.mark.parametrize("model_id", [COCO_SSD_ID, YOLOV8N_ID])
+def test_real_coco_detectors_name_and_box_real_photographs_through_the_whole_stack(
+    stack: LocalStack, real_catalog: FixtureCatalog, model_id: str
+) -> None:
+    version = serve(stack, real_catalog, model_id)
+    for image_id in PHOTOS:
+        photo = real_catalog.path(real_catalog.image(image_id).file).read_bytes()
+        response = httpx.post(
+            f"{stack.endpoints.inference_url}/score",
+            content=photo,
+            headers={"Content-Type": "image/png"},
+            timeout=WAIT,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model"]["version"] == version
+        assert_found(body, image_id)
+
+
+def test_a_package_with_two_label_files_is_refused_before_install_and_the_old_model_serves(
+    stack: LocalStack, real_catalog: FixtureCatalog
+) -> None:
+    serving = serve(stack, real_catalog, COCO_SSD_ID)
+    ssd = real_catalog.model(COCO_SSD_ID)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("detect.tflite", real_catalog.path(ssd.model_file).read_bytes())
+        archive.writestr("coco_labels.txt", real_catalog.path(ssd.label_file).read_bytes())
+        archive.writestr("README.txt", b"my detector\n")
+    version = unique("two-labels")
+    name = f"system/{version}.zip"
+    assert stack.azurite is not None
+    stack.azurite.upload("models", name, buffer.getvalue())
+    with stack.hub() as hub:
+        desired = full_desired(version, stack.azurite.sas_url("models", name), buffer.getvalue())
+        hub.patch_module_desired(stack.endpoints.device_id, "loader", desired)
+
+    update = refusal(stack, version)
+    assert update["error"]["code"] == "invalid_model"
+    assert "README.txt" in update["error"]["message"] and "coco_labels.txt" in update["error"]["message"]
+    assert version not in stack.reported("loader")["InstalledModels"]
+    assert served_version(stack) == serving
