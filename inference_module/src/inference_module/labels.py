@@ -81,6 +81,8 @@ def model_labels(
 
 def parse_embedded(embedded: EmbeddedLabels) -> Labels:
     """Names a model file carries: a label file's text, or a names dict/list (Python or JSON literal)."""
+    if embedded.problem is not None:
+        raise ModelLoadError(f"the model's embedded class names cannot be read: {embedded.problem}")
     try:
         if embedded.kind == "label-file":
             return parse_label_bytes(embedded.data, source=embedded.source)

@@ -62,6 +62,8 @@ class EmbeddedLabels:
     """Where they were found, as `GET /model` shows it (e.g. `ONNX metadata "names"`)."""
     kind: Literal["label-file", "names-literal"]
     data: bytes
+    problem: str | None = None
+    """Why the names cannot be used (e.g. two label files packed); raised only if they are needed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from inference_module.errors import ModelLoadError
-from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
+from inference_module.runtimes.base import DetectorMetadata, EmbeddedLabels, RawDetections, RuntimeOptions
 from inference_module.runtimes.geometry import Letterbox, iou
+from inference_module.runtimes.tflite_metadata import embedded_label_file
 from inference_module.runtimes.tflite_pool import Interpreter, InterpreterPool, open_interpreters, warm_up
 
 __all__ = [
@@ -250,7 +251,12 @@ def is_blazeface_model(model_path: Path) -> bool:
 class BlazeFaceDetector:
     """A pool of identical interpreters, one per pipeline thread; decoding is pure numpy."""
 
-    def __init__(self, interpreters: list[Any], anchor_options: AnchorOptions = SHORT_RANGE_ANCHORS) -> None:
+    def __init__(
+        self,
+        interpreters: list[Any],
+        anchor_options: AnchorOptions = SHORT_RANGE_ANCHORS,
+        embedded_labels: EmbeddedLabels | None = None,
+    ) -> None:
         first = interpreters[0]
         self._layout = _layout(first.get_input_details(), first.get_output_details())
         self._anchors = ssd_anchors(self._layout.height, self._layout.width, anchor_options)
@@ -266,6 +272,8 @@ class BlazeFaceDetector:
             input_dtype="float32",
             input_names=(self._layout.input_name,),
             output_names=(self._layout.regressors_name, self._layout.scores_name),
+            num_classes=1,
+            embedded_labels=embedded_labels,
         )
 
     @property
@@ -293,7 +301,7 @@ class BlazeFaceDetector:
 def load_blazeface(model_path: Path, options: RuntimeOptions) -> BlazeFaceDetector:
     """One interpreter per pipeline thread, each allocated and warmed once."""
     interpreters = open_interpreters(model_path, options)
-    detector = BlazeFaceDetector(interpreters)
+    detector = BlazeFaceDetector(interpreters, embedded_labels=embedded_label_file(model_path))
     warm_up(detector, len(interpreters))
     logger.info(
         "BlazeFace model loaded: %d anchors, %d interpreters", len(detector.anchors), len(interpreters)

@@ -20,7 +20,8 @@ from PIL import Image
 
 from inference_module.errors import ModelLoadError
 from inference_module.resize import resize_rgb
-from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
+from inference_module.runtimes.base import DetectorMetadata, EmbeddedLabels, RawDetections, RuntimeOptions
+from inference_module.runtimes.tflite_metadata import embedded_label_file
 from inference_module.runtimes.tflite_pool import InterpreterPool, open_interpreters, warm_up
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ _SUFFIX = re.compile(r":(\d+)$")
 class TfliteSsdDetector:
     """A pool of identical interpreters, one per pipeline thread."""
 
-    def __init__(self, interpreters: list[Any]) -> None:
+    def __init__(self, interpreters: list[Any], embedded_labels: EmbeddedLabels | None = None) -> None:
         first = interpreters[0]
         inputs = first.get_input_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or int(inputs[0]["shape"][3]) != 3:
@@ -54,6 +55,7 @@ class TfliteSsdDetector:
             output_names=tuple(names[i] for i in (self._boxes, self._classes, self._scores, self._count)),
             input_size=(self._width, self._height),
             num_classes=_class_count(first),
+            embedded_labels=embedded_labels,
         )
 
     @property
@@ -126,6 +128,6 @@ def _class_count(interpreter: Any) -> int | None:
 def load_tflite_ssd(model_path: Path, options: RuntimeOptions) -> TfliteSsdDetector:
     """One interpreter per pipeline thread, each allocated and warmed once."""
     interpreters = open_interpreters(model_path, options)
-    detector = TfliteSsdDetector(interpreters)
+    detector = TfliteSsdDetector(interpreters, embedded_label_file(model_path))
     warm_up(detector, len(interpreters))
     return detector
