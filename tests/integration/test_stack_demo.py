@@ -34,6 +34,10 @@ def test_demo_publishes_detects_and_swaps_without_failed_requests(tmp_path: Path
     # The real pretrained detector (fixtures are built with the real models by `make fixtures`).
     assert re.search(r"face\s+score 0\.[5-9]\d", text), text
     assert (tmp_path / "artifacts" / "demo-face-annotated.jpg").stat().st_size > 10_000
+    # Coral's COCO SSD with its coco_labels.txt as shipped: the cat is a cat.
+    assert "class names from the label file coco_labels.txt" in text, text
+    assert re.search(r"cat\s+score 0\.[5-9]\d", text), text
+    assert (tmp_path / "artifacts" / "demo-coco-annotated.jpg").stat().st_size > 10_000
 
 
 def _children_of(pid: int) -> set[int]:
