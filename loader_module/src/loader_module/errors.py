@@ -12,7 +12,7 @@ Tree:
     ├── SignatureInvalidError        signature_invalid: missing or not from a trusted key
     ├── SignatureUncheckedError      signature_unchecked: signed, but no LOADER_TRUSTED_KEYS to check it
     ├── UnsafeArchiveError           unsafe_archive: `..`, absolute path, symlink, too many members/bytes
-    ├── InvalidModelError            invalid_model: not exactly one model + one label file, bad magic bytes
+    ├── InvalidModelError            invalid_model: not one model file, two label files, bad labels, bad magic
     ├── InstallFailedError           install_failed: the repository could not be updated
     └── RollbackFailedError          rollback_failed: no such version or nothing to roll back to
 Outside the tree:
