@@ -121,15 +121,18 @@ def test_two_keys_with_a_model_at_the_root_name_no_version(model_root: Path) -> 
 async def test_the_reference_message_loads_the_model(model_root: Path, catalog: FixtureCatalog) -> None:
     install_model(model_root, catalog, "tiny-yolo-1", version="v1")
     install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
-    service, slot, _ = make_service(model_root, GatedFactory())
-    await service.load_current("startup")
     body = {
         "local_model_path": str(model_root / "models/v2/model.onnx"),
         "local_labelmap_path": str(model_root / "models/v2/labels.txt"),
     }
+    factory = GatedFactory()
+    service, slot, _ = make_service(model_root, factory)
+    await service.load_current("startup")
     identity = await service.load_announcement(json.dumps(body).encode())
     assert (identity.version, identity.runtime, identity.file_name) == ("v2", "onnx", "model.onnx")
     assert slot.current is not None and slot.current.identity.version == "v2"
+    await service.load_announcement(json.dumps(body).encode())
+    assert len(factory.detectors) == 2, "a repeated reference message (no sha256) must not reload"
 
 
 async def test_message_swaps_in_the_announced_model_and_repeats_are_no_ops(

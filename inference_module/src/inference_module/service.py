@@ -138,12 +138,7 @@ class ModelService:
         async with self._swap_lock:
             with log_context(model_version=request.version, swap_source=source):
                 serving = self._slot.current
-                if (
-                    not force
-                    and serving is not None
-                    and serving.identity.version == request.version
-                    and serving.identity.sha256 == request.expected_sha256
-                ):
+                if not force and serving is not None and await self._already_serving(request, serving):
                     logger.info("model already serving; nothing to do")
                     return serving.identity
                 try:
@@ -167,6 +162,21 @@ class ModelService:
                 except Exception:
                     logger.exception("active-model listener failed")
             return model.identity
+
+    async def _already_serving(self, request: LoadRequest, serving: LoadedModel) -> bool:
+        """Same version and same bytes. A message without `sha256` (the reference loader's) is compared
+        by hashing the named file, so repeats of it are no-ops too."""
+        if serving.identity.version != request.version:
+            return False
+        expected = request.expected_sha256
+        if expected is None:
+            if serving.identity.model_path != request.model_path:
+                return False
+            try:
+                expected = await asyncio.to_thread(file_sha256, request.model_path)
+            except ModelLoadError:
+                return False  # the build reports the unreadable file properly
+        return serving.identity.sha256 == expected
 
     async def _build_with_room(self, request: LoadRequest, serving: LoadedModel | None) -> LoadedModel:
         """Build the new model beside the old one, or (preserve-memory) after unloading it."""
