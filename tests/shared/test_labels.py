@@ -88,8 +88,42 @@ def test_a_file_that_is_not_utf8_or_too_big_is_refused(tmp_path: Path) -> None:
         read_label_file(big, max_bytes=10)
 
 
+PBTXT = """item {
+  name: "/m/01g317"
+  id: 1
+  display_name: "person"
+}
+item { name: 'bicycle' id: 2 }
+item {
+  id: 17
+  display_name: "cat"
+}
+"""
+
+
+def test_a_tf_label_map_names_ids_from_one() -> None:
+    labels = parse_label_text(PBTXT, source="labelmap.pbtxt")
+    assert (labels.name(1), labels.name(2), labels.name(17), labels.name(3)) == (
+        "person",
+        "bicycle",
+        "cat",
+        "class_3",
+    )
+    assert (labels.offset, len(labels)) == (1, 18), "model class 0 is id 1: 0 is the background"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("item { name: 'x' }", "no numeric id"), ("item { id: 1 }\n", "no labels"), (PBTXT + PBTXT, "twice")],
+)
+def test_a_broken_tf_label_map_is_refused(text: str, match: str) -> None:
+    with pytest.raises(LabelError, match=match):
+        parse_label_text(text, source="labelmap.pbtxt")
+
+
 def test_the_label_file_is_found_by_role() -> None:
     assert find_label_file(["model.onnx", "model.json", "coco.names"]) == "coco.names"
     assert find_label_file(["model.onnx", "model.json"]) is None
+    assert find_label_file(["detect.tflite", "labelmap.pbtxt"]) == "labelmap.pbtxt"
     with pytest.raises(LabelError, match="found 2: a.labels, b.txt"):
         find_label_file(["model.onnx", "b.txt", "a.labels"])

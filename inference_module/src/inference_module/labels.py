@@ -66,7 +66,8 @@ def model_labels(
         chosen = ChosenLabels(parse_embedded(metadata.embedded_labels), metadata.embedded_labels.source)
     else:
         raise ModelLoadError(
-            "the package has no label file (*.txt, *.names, *.labels) and the model carries no class names"
+            "the package has no label file (*.txt, *.names, *.labels, *.pbtxt) "
+            "and the model carries no class names"
         )
     classes = metadata.num_classes
     missing = chosen.names.missing_for(classes) if classes else 0

@@ -11,6 +11,9 @@ Formats (detected per file; BOM, CRLF, trailing spaces and a missing final newli
 - explicit ids: every non-blank line starts with an id, then whitespace, `:` or `,`, then the name
   (`16  cat`, `16 cat`, `16: cat`, `16,cat`); ids may have gaps and come in any order; blank lines are
   ignored. Coral's `coco_labels.txt` is this format.
+- a TF Object Detection API label map (`*.pbtxt`): `item { id: 1 name: "..." display_name: "person" }`
+  blocks; `display_name` is preferred over `name`. Ids there start at 1 (0 is the background the
+  post-processing drops), so model class c is id c + 1 (`offset` 1) unless the map has an id 0.
 
 `???` and `background` are placeholders (TF and Coral label maps use them): a placeholder names no
 class. When the first line of a one-name-per-line file is a placeholder, it stands for the background
@@ -40,10 +43,14 @@ __all__ = [
     "read_label_file",
 ]
 
-LABEL_SUFFIXES = (".txt", ".names", ".labels")
+LABEL_SUFFIXES = (".txt", ".names", ".labels", ".pbtxt")
 MAX_LABEL_FILE_BYTES = 1024 * 1024
 PLACEHOLDERS = frozenset({"???", "background"})
 _EXPLICIT = re.compile(r"^(\d{1,9})(?:\s*[:,]\s*|\s+|$)(.*)$")
+_PBTXT_ITEM = re.compile(r"\bitem\s*\{([^{}]*)\}")
+_PBTXT_FIELD = re.compile(
+    r"\b(id|name|display_name)\s*:\s*(?:(\d{1,9})\b|\"((?:[^\"\\\\]|\\\\.)*)\"|'((?:[^'\\\\]|\\\\.)*)')"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,7 @@ class LabelMap:
 
 
 def label_candidates(names: Iterable[str]) -> list[str]:
-    """File names (at one folder level) that can only be a label file: `*.txt`, `*.names`, `*.labels`."""
+    """File names (at one folder level) that can only be label files: LABEL_SUFFIXES."""
     return sorted(name for name in names if PurePosixPath(name).suffix.lower() in LABEL_SUFFIXES)
 
 
@@ -77,15 +84,18 @@ def find_label_file(names: Iterable[str]) -> str | None:
     candidates = label_candidates(names)
     if len(candidates) > 1:
         raise LabelError(
-            f"a model package holds at most one label file (*.txt, *.names, *.labels), "
+            f"a model package holds at most one label file (*.txt, *.names, *.labels, *.pbtxt), "
             f"found {len(candidates)}: {', '.join(candidates)}"
         )
     return candidates[0] if candidates else None
 
 
 def parse_label_text(text: str, *, source: str = "label file") -> LabelMap:
-    """Parse either format (see the module docstring); `LabelError` when it names no class or is mixed."""
-    lines = [line.strip() for line in text.removeprefix("\ufeff").splitlines()]
+    """Parse any format (see the module docstring); `LabelError` when it names no class or is mixed."""
+    text = text.removeprefix("\ufeff")
+    if source.lower().endswith(".pbtxt") or _PBTXT_ITEM.search(text):
+        return _pbtxt(text, source)
+    lines = [line.strip() for line in text.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
     filled = [(number, line) for number, line in enumerate(lines) if line]
@@ -127,6 +137,28 @@ def _explicit(matches: list[tuple[int, re.Match[str] | None]], source: str) -> L
     if not names:
         raise LabelError(f"{source} holds only ids and placeholders, no class names")
     return LabelMap(MappingProxyType(names), 0, max(seen) + 1)
+
+
+def _pbtxt(text: str, source: str) -> LabelMap:
+    """A TF Object Detection API `StringIntLabelMap` in text format."""
+    names: dict[int, str] = {}
+    items = _PBTXT_ITEM.findall(text)
+    for number, body in enumerate(items, start=1):
+        fields: dict[str, str] = {}
+        for key, integer, double, single in _PBTXT_FIELD.findall(body):
+            fields[key] = integer if key == "id" else (double or single)
+        if "id" not in fields:
+            raise LabelError(f"{source}: item {number} has no numeric id")
+        class_id = int(fields["id"])
+        if class_id in names:
+            raise LabelError(f"{source}: id {class_id} appears twice")
+        name = (fields.get("display_name") or fields.get("name") or "").strip()
+        names[class_id] = name
+    named = {key: value for key, value in names.items() if value and value.lower() not in PLACEHOLDERS}
+    if not named:
+        raise LabelError(f"{source} holds no labels (no `item {{ id: … name: … }}` with a name)")
+    offset = 0 if 0 in names else 1
+    return LabelMap(MappingProxyType(named), offset, max(names) + 1)
 
 
 def read_label_file(path: Path, *, max_bytes: int = MAX_LABEL_FILE_BYTES) -> LabelMap:

@@ -2,7 +2,7 @@
 (`labelmap.txt`, ...) as a ZIP archive appended to the flatbuffer, which the interpreter ignores.
 
 Only the archive is read, never the flatbuffer's metadata tables: the one member whose suffix makes it a
-label file (`*.txt`, `*.names`, `*.labels`) is the label file, exactly as in a model package.
+label file (`*.txt`, `*.names`, `*.labels`, `*.pbtxt`) is the label file, exactly as in a model package.
 """
 
 from __future__ import annotations
