@@ -31,8 +31,9 @@ class Profile:
     sim_clients: int
     sim_messages: int
     delta: bool
-    serving_models: int = 4
-    """How many of the serving section's models (light ONNX, heavy ONNX, TFLite, BlazeFace) to run."""
+    serving_models: int = 6
+    """How many of the serving section's models (light ONNX, heavy ONNX, TFLite, BlazeFace, real COCO
+    SSD, real YOLOv8n) to run."""
     cold_start_models: int = 3
 
 

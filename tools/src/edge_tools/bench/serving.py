@@ -43,6 +43,8 @@ MODELS = (
     ("tiny-yolo-heavy-1", "heavy ONNX (~5.5 GFLOPs, tiny-YOLOv3 cost)", True),
     ("ssd-lite-1", "TFLite SSD (detection-zoo interface)", False),
     ("face-detector-1.0", "BlazeFace (real MediaPipe TFLite)", False),
+    ("coco-ssd-mobilenet-v2", "real COCO SSD-MobileNet-v2 (Coral TFLite, uint8 300×300)", False),
+    ("yolov8n-coco", "real YOLOv8n (Ultralytics ONNX, 640×640, ~8.7 GFLOPs)", True),
 )
 
 
