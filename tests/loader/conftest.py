@@ -19,11 +19,13 @@ import pytest
 
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy
-from edge_tools.fixtures import build_ssd_tflite, build_yolo_onnx, digests
+from edge_tools.fixtures import build_ssd_tflite, build_yolo_onnx, digests, ssd_labelmap_text
 from loader_module.edge import make_http_client
 from loader_module.settings import LoaderSettings
 
-LABELS = "person\ncar\ndog\n"
+#: The zoo's 91-line labelmap (`???` first): covers both fixture models' classes (80 and 90), as the
+#: inference module requires of a label file.
+LABELS = ssd_labelmap_text()
 
 
 @cache
