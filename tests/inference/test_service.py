@@ -327,6 +327,7 @@ async def test_a_fifo_in_the_model_folder_is_refused_and_frees_the_swap_lock(
     first = install_model(model_root, catalog, "tiny-yolo-1", version="v1")
     message = install_model(model_root, catalog, "tiny-yolo-2", version="v2")
     directory = model_root / "models" / "v2"
+    assert message.local_labelmap_path is not None
     fifo = {
         "model": model_root / message.local_model_path,
         "labels": model_root / message.local_labelmap_path,

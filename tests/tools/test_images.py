@@ -301,7 +301,7 @@ def test_the_arm64_smoke_repository_is_what_the_inference_module_reads(
     for version in repository.installed_versions():
         model, labels, manifest = repository.model_paths(version)
         assert manifest.files[model.name] == hashlib.sha256(model.read_bytes()).hexdigest()
-        assert labels.is_file() and stat.S_IMODE(model.stat().st_mode) == 0o644
+        assert labels is not None and labels.is_file() and stat.S_IMODE(model.stat().st_mode) == 0o644
     assert {repository.read_manifest(v).runtime for v in repository.installed_versions()} == {
         "onnx",
         "tflite",

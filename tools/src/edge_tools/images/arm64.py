@@ -100,7 +100,7 @@ def prepare_models(root: Path, catalog: FixtureCatalog) -> None:
         directory = repository.version_dir(model_id)
         directory.mkdir(mode=0o755, exist_ok=True)
         files: dict[str, str] = {}
-        for relative in (fixture.model_file, fixture.labels_file):
+        for relative in (fixture.model_file, fixture.label_file):
             target = directory / Path(relative).name
             shutil.copyfile(catalog.path(relative), target)
             target.chmod(0o644)
@@ -110,7 +110,7 @@ def prepare_models(root: Path, catalog: FixtureCatalog) -> None:
             file_name=f"{model_id}.zip",
             runtime=fixture.runtime,
             model_file=Path(fixture.model_file).name,
-            labels_file=Path(fixture.labels_file).name,
+            labels_file=Path(fixture.label_file).name,
             files=files,
             source_sha256="0" * 64,
             source_md5="0" * 32,
