@@ -1,4 +1,4 @@
-"""The HTTP API on a real uvicorn (loopback, free port) with httpx: design §7, end to end."""
+"""The HTTP API on a real uvicorn (loopback, free port) with httpx: architecture §7, end to end."""
 
 from __future__ import annotations
 

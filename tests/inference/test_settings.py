@@ -1,4 +1,4 @@
-"""`InferenceSettings`: `INFERENCE_` variables, defaults from design §7, unsafe values refused."""
+"""`InferenceSettings`: `INFERENCE_` variables, defaults from architecture §7, unsafe values refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What must hold on the model volume at every instant, whatever was killed or cut (design §6)."""
+"""What must hold on the model volume at every instant, whatever was killed or cut (architecture §6)."""
 
 from __future__ import annotations
 

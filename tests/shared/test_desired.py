@@ -1,4 +1,4 @@
-"""The loader's desired properties (design §3): what parses, what fails, and how failures read."""
+"""The loader's desired properties (architecture §3): what parses, what fails, and how failures read."""
 
 from __future__ import annotations
 

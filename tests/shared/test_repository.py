@@ -1,4 +1,4 @@
-"""Model repository layout (design §6): path resolution never leaves the root; `current` is atomic."""
+"""Model repository layout (architecture §6): path resolution never leaves the root; `current` is atomic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `/score` and error body contracts (design §7) as sibling modules validate them."""
+"""The `/score` and error body contracts (architecture §7) as sibling modules validate them."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def create_options(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_loader_desired(desired: Mapping[str, Any]) -> None:
-    """The loader's desired section must ask for nothing or name a valid model (design §3).
+    """The loader's desired section must ask for nothing or name a valid model (architecture §3).
 
     Raises `InvalidDesiredError` from the contract otherwise.
     """

@@ -1,7 +1,7 @@
 """Moves a checked staging folder into `models/<version>`, switches `current`, applies retention.
 
 Blocking filesystem work: call through `asyncio.to_thread`. Each step is a rename, so a crash at any
-point leaves either the old or the new state visible, never half of one (design §6).
+point leaves either the old or the new state visible, never half of one (architecture §6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the loader tells the outside: reported properties and the two output messages (design §4, §5)."""
+"""What the loader tells: reported properties and the two output messages (architecture §4-5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The loader's desired twin properties (design §3), validated before anything is downloaded.
+"""The loader's desired twin properties (architecture §3), validated before anything is downloaded.
 
 Twin properties are untrusted input from the cloud: every field is checked strictly (no type coercion),
 lengths are bounded, and errors name the field without echoing its value, because `DownloadUrl` carries
@@ -142,7 +142,7 @@ StrictText = BeforeValidator(_optional_string)
 
 
 class DeltaSpec(BaseModel):
-    """A binary patch from an installed version to the desired ZIP (design §3, issue 9)."""
+    """A binary patch from an installed version to the desired ZIP (architecture §3, issue 9)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True)
 

@@ -32,7 +32,7 @@ class UnsafePathError(EdgeSharedError, ValueError):
 
 
 class RepositoryError(EdgeSharedError):
-    """The model repository on disk is not in the shape design §6 describes."""
+    """The model repository on disk is not in the shape architecture §6 describes."""
 
 
 class LabelError(EdgeSharedError, ValueError):

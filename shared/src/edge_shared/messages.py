@@ -1,4 +1,4 @@
-"""Messages the loader sends through edgeHub (design §5)."""
+"""Messages the loader sends through edgeHub (architecture §5)."""
 
 from __future__ import annotations
 

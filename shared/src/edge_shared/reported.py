@@ -1,4 +1,4 @@
-"""Reported twin properties of both modules (design §4).
+"""Reported twin properties of both modules (architecture §4).
 
 `ModelUpdate` keys are camelCase and the top-level loader keys PascalCase, as the contract fixes them;
 Python code uses snake_case names.

@@ -1,4 +1,4 @@
-"""The model repository on the volume shared by loader and inference (design §6).
+"""The model repository on the volume shared by loader and inference (architecture §6).
 
 ```
 <root>/models/<version>/           immutable once installed: model file, labels, manifest.json

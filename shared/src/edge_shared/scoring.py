@@ -1,4 +1,4 @@
-"""`/score` response and error bodies of the inference module (design §7), for its clients and tests.
+"""`/score` response and error bodies of the inference module (architecture §7), for its clients and tests.
 
 The inference module serialises these shapes itself on its hot path; the models here are the contract
 it documents in OpenAPI and that sibling modules can validate against.

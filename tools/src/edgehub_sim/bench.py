@@ -6,7 +6,7 @@ loopback address in a temp dir and measures, per repetition:
   `$upstream`; messages/s from the first send to the last record.
 - routed: one module sends M outputs (awaiting each PUBACK) routed to another module's input;
   messages/s until the receiving SDK handler has them all.
-Prints min/median/max (design §12).
+Prints min/median/max (architecture §12).
 """
 
 import argparse

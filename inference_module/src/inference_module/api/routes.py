@@ -1,4 +1,4 @@
-"""HTTP routes (design §7). Translation only: HTTP in, calls to the pipeline and service, bytes out."""
+"""HTTP routes (architecture §7). Translation only: HTTP in, calls to the pipeline and service, bytes out."""
 
 import time
 from importlib import resources

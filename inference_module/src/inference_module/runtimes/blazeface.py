@@ -1,4 +1,4 @@
-"""TFLite backend for MediaPipe's BlazeFace short-range face detector (runtimes.md §5).
+"""TFLite backend for MediaPipe's BlazeFace short-range face detector (docs/inference.md).
 
 The model has no post-processing op: it outputs, per SSD anchor, 16 regressors (box centre offset and
 size in input pixels, then 6 keypoints) and one classifier logit. Decoding follows MediaPipe's

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend for the ONNX model zoo's tiny-YOLOv3 interface (design §7, runtimes.md §2.1).
+"""ONNX Runtime backend for the ONNX model zoo's tiny-YOLOv3 interface (architecture §7; docs/inference.md).
 
 Inputs: the image (float [1,3,H,W], RGB 0..1, letterboxed on grey 128) and `image_shape` ([1,2], the
 original height and width). Outputs: boxes [1,N,4] y1,x1,y2,x2 in original pixels, scores [1,C,N] and

@@ -1,4 +1,4 @@
-"""TFLite backend for the TF detection zoo's SSD interface (design §7, runtimes.md §2.2).
+"""TFLite backend for the TF detection zoo's SSD interface (architecture §7; docs/inference.md).
 
 Input [1,H,W,3], uint8 (quantised: raw pixels) or float32 (scaled to [-1,1]), the image resized to
 H×W. Outputs of `TFLite_Detection_PostProcess`: boxes [1,K,4] ymin,xmin,ymax,xmax normalised,

@@ -61,9 +61,10 @@ def markdown(sections: Sequence[SectionResult], run: RunInfo) -> str:
         "",
         f"Written by `{run.command}` ({run.mode} mode) on {run.started:%Y-%m-%d %H:%M} UTC in "
         f"{run.seconds / 60:.1f} min; regenerate with `make bench` (full) or `make bench-quick`. Do not edit "
-        "by hand: the figures come from one run. How figures are taken (design §12): every goal is a ratio "
-        "of two things measured side by side in this run on this machine (absolute times on a shared "
-        "machine mean little across runs); each figure is min / median / max over its repetitions (n); "
+        "by hand: the figures come from one run. How figures are taken ([architecture §12](architecture.md)):"
+        " every goal is a ratio of two things measured side by side in this run on this machine (absolute "
+        "times on a shared machine mean little across runs); each figure is min / median / max over its "
+        "repetitions (n); "
         "goals are judged on the median unless the row says otherwise. Goals are checked here, never "
         "asserted in timed tests.",
         "",

@@ -1,4 +1,4 @@
-"""Section 1: serving overhead of `/score` over loopback vs. the same pipeline in process (design §12).
+"""Section 1: serving overhead of `/score` over loopback vs. the same pipeline in process (architecture §12).
 
 Per model, one `python -m inference_module` process (every feature on: access log, metrics, limits) and
 one bare FastAPI endpoint doing the same work run beside the in-process pipeline. At concurrency 1 the
@@ -37,7 +37,7 @@ from edge_tools.fixtures import FixtureCatalog, make_square_image
 logger = logging.getLogger(__name__)
 
 CONCURRENCY = 4
-#: (fixture id, what it stands for, heavy): the realistic-cost model carries design §12's tighter goals.
+#: (fixture id, what it stands for, heavy): the realistic-cost model carries architecture §12's tighter goals.
 MODELS = (
     ("tiny-yolo-1", "light ONNX (tiny-YOLOv3 interface)", False),
     ("tiny-yolo-heavy-1", "heavy ONNX (~5.5 GFLOPs, tiny-YOLOv3 cost)", True),
@@ -351,14 +351,16 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
         )  # fmt: skip
         if heavy:
             section.goal(
-                f"`{model_id}` (realistic cost) p50 c=1, design §12",
+                f"`{model_id}` (realistic cost) p50 c=1, architecture §12",
                 "≤ 1.05× and ≤ 1.0 ms added",
                 f"{c1.median:.3f}×, {added.median:+.2f} ms",
                 c1.median <= 1.05 and added.median <= 1.0,
                 latency_cause,
             )
             section.goal(
-                f"`{model_id}` throughput c={CONCURRENCY}, design §12", "≥ 0.95×", f"{tput.median:.3f}×",
+                f"`{model_id}` throughput c={CONCURRENCY}, architecture §12",
+                "≥ 0.95×",
+                f"{tput.median:.3f}×",
                 tput.median >= 0.95,
                 throughput_cause,
             )  # fmt: skip

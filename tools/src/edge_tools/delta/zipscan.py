@@ -6,7 +6,7 @@ its file back to the very same bytes (one stream, as `zipfile` and Info-ZIP writ
 chunks `edge-model publish` writes); the applier does the same deflate. Members that cannot be
 reproduced (another compressor, another zlib) stay whole inside the skeleton.
 
-File names follow the loader's unpack rule (design §6): directories and `__MACOSX/` are skipped and one
+File names follow the loader's unpack rule (architecture §6): directories and `__MACOSX/` are skipped and one
 common top folder is stripped, so names match the installed version's manifest.
 """
 

@@ -1,1 +1,1 @@
-"""`edge-model`: publish models to Blob Storage and point the loader's twin at them (design §9)."""
+"""`edge-model`: publish models to Blob Storage and point the loader's twin at them (architecture §9)."""

@@ -57,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser("publish", help="upload a model package and point the loader's twin at it")
     publish.add_argument("source", type=Path, help="model folder or ZIP")
-    publish.add_argument("--version", required=True, help="version label (design §3 `Version`)")
+    publish.add_argument(
+        "--version",
+        required=True,
+        help="version label (the `Version` desired property, docs/architecture.md §3)",
+    )
     publish.add_argument(
         "--file-name", help="blob/ZIP name (default: the ZIP's name or <folder>-<version>.zip)"
     )

@@ -1,7 +1,7 @@
 """Turn a model folder or ZIP into the package the loader accepts, with its digests.
 
 Checking the package here, before upload, saves a round trip through a device to learn that a folder
-held two models: the rules are the loader's (design §6).
+held two models: the rules are the loader's (architecture §6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ed25519 signing of a package's SHA-256 digest (design §3 `Signature`)."""
+"""Ed25519 signing of a package's SHA-256 digest (architecture §3 `Signature`)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The local stack: Azurite, the edgeHub simulator and both modules as processes (design §11)."""
+"""The local stack: Azurite, the edgeHub simulator and both modules as processes (architecture §11)."""

@@ -1,4 +1,4 @@
-"""`python -m edge_tools.stack demo|up`: the local stack (design §11)."""
+"""`python -m edge_tools.stack demo|up`: the local stack (architecture §11)."""
 
 from __future__ import annotations
 

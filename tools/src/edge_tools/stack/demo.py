@@ -1,4 +1,4 @@
-"""The walkthrough of design §11: publish v1, detect, publish v2 under load, show the swap, stop.
+"""The walkthrough of architecture §11: publish v1, detect, publish v2 under load, show the swap, stop.
 
 Every step waits on an observable fact (a reported property, `/model`, a response) with a deadline,
 so a broken step fails with a clear message instead of hanging.
