@@ -157,7 +157,8 @@ def _loader_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_invalid_settings_stop_the_process_with_a_clear_message() -> None:
     done = _loader_process({"LOADER_MODEL_ROOT": "relative", "LOADER_KEEP_VERSIONS": "0"})
     assert done.returncode == 2
-    assert "model_root" in done.stderr and "keep_versions" in done.stderr
+    # The variables the operator sets, not the Python field names.
+    assert "LOADER_MODEL_ROOT: " in done.stderr and "LOADER_KEEP_VERSIONS: " in done.stderr
     assert "Traceback" not in done.stderr
 
 

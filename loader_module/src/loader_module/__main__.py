@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from edge_shared.azure_edgehub import AzureEdgeHubClient
 from edge_shared.edge_env import missing_edge_environment
 from edge_shared.logs import configure_logging
+from edge_shared.settings import settings_help, settings_problems
 from loader_module.edge import run_loader
 from loader_module.settings import LoaderSettings
 
@@ -27,13 +28,22 @@ async def _main(settings: LoaderSettings) -> None:
     await run_loader(settings, AzureEdgeHubClient(), stop)
 
 
-def main() -> int:
+SUMMARY = (
+    "python -m loader_module: the loader IoT Edge module. It follows its module twin's desired properties,\n"
+    "downloads, verifies and installs the model ZIP they name into the model repository, and announces it\n"
+    "on output DLModelOutput (docs/loader.md)."
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        sys.stdout.write(settings_help(LoaderSettings, SUMMARY))
+        return 0
     try:
         settings = LoaderSettings()  # model_root comes from the environment
     except ValidationError as exc:
         configure_logging()
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
-        logger.error("invalid LOADER_ settings", extra={"problems": problems})
+        logger.error("invalid LOADER_ settings", extra={"problems": settings_problems(LoaderSettings, exc)})
         return 2
     configure_logging(settings.log_level, settings.log_format)
     if (problem := missing_edge_environment(os.environ)) is not None:
