@@ -26,7 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the simulator until SIGTERM")
     serve.add_argument("--manifest", type=Path, required=True, help="deployment.json")
     serve.add_argument("--state-dir", type=Path, required=True, help="state, env files, ready")
-    serve.add_argument("--bind", default="127.0.0.1", help="loopback IP to listen on")
+    serve.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        help="IP address to listen on, named in the server certificate and in the modules' "
+        "IOTEDGE_GATEWAYHOSTNAME (a loopback address locally, the container's address in compose)",
+    )
     serve.add_argument(
         "--service-port",
         type=int,

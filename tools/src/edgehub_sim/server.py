@@ -14,8 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from edge_shared.fsutil import atomic_write_bytes
 from edgehub_sim.control import SimulatorControl
-from edgehub_sim.files import write_atomic
 from edgehub_sim.http_server import HttpListener, bind_tcp, bind_unix
 from edgehub_sim.hub import Hub
 from edgehub_sim.identity import SERVICE_KEY_NAME, Identity, load_identity
@@ -146,7 +146,7 @@ class EdgeHubSimulator:
                 store.close()
             raise
         self._write_files(identity, running)
-        write_atomic(state_dir / "ready", "ready\n")
+        atomic_write_bytes(state_dir / "ready", b"ready\n", mode=0o644)
         logger.info("edgeHub simulator ready on %s (state in %s)", self.bind, state_dir)
         return running
 
@@ -163,11 +163,13 @@ class EdgeHubSimulator:
         return {module: directory / f"{module}.sock" for module in modules}
 
     def _write_files(self, identity: Identity, running: "_Running") -> None:
+        (self.state_dir / "env").mkdir(parents=True, exist_ok=True)
         for module in identity.module_keys:
             lines = [f"{key}={value}" for key, value in self._env(module, running).items()]
-            write_atomic(self.state_dir / "env" / f"{module}.env", "\n".join(lines) + "\n", 0o600)
+            text = "\n".join(lines) + "\n"
+            atomic_write_bytes(self.state_dir / "env" / f"{module}.env", text.encode(), mode=0o600)
         connstr = self._service_connection_string(identity)
-        write_atomic(self.state_dir / "service.connstr", connstr + "\n", 0o600)
+        atomic_write_bytes(self.state_dir / "service.connstr", f"{connstr}\n".encode(), mode=0o600)
 
     def _env(self, module: str, running: "_Running") -> dict[str, str]:
         return {

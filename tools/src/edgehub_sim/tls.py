@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trustme
 
-from edgehub_sim.files import write_atomic
+from edge_shared.fsutil import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def load_or_create_ca(state_dir: Path) -> trustme.CA:
         return trustme.CA.from_pem(cert_file.read_bytes(), key_file.read_bytes())
     ca = trustme.CA(organization_name="edgehub-sim")
     key_file.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(key_file, ca.private_key_pem.bytes(), mode=0o600)
-    write_atomic(cert_file, ca.cert_pem.bytes())
+    atomic_write_bytes(key_file, ca.private_key_pem.bytes(), mode=0o600)
+    atomic_write_bytes(cert_file, ca.cert_pem.bytes(), mode=0o644)
     logger.info("created a new simulator CA in %s", cert_file)
     return ca
 
@@ -58,8 +58,9 @@ def issue_server_material(state_dir: Path, bind: str) -> TlsMaterial:
     cert_path = tls_dir / "server.pem"
     key_path = tls_dir / "server.key"
     chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
-    write_atomic(cert_path, chain)
-    write_atomic(key_path, leaf.private_key_pem.bytes(), mode=0o600)
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(cert_path, chain, mode=0o644)
+    atomic_write_bytes(key_path, leaf.private_key_pem.bytes(), mode=0o600)
     return TlsMaterial(
         ca_pem=ca.cert_pem.bytes().decode("ascii"),
         ca_path=state_dir / "ca.pem",
