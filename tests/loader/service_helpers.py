@@ -24,7 +24,11 @@ async def running_loader(
 ) -> AsyncIterator[LoaderService]:
     service = LoaderService(settings, hub, http, clock=clock)
     methods = LoaderMethods(service)
-    await service.start(Handlers(on_desired_patch=service.on_desired_patch, on_method=methods.handle))
+    await service.start(
+        Handlers(
+            on_desired_patch=service.on_desired_patch, on_method=methods.handle, on_input=service.on_input
+        )
+    )
     try:
         yield service
     finally:

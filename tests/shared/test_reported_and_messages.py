@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from edge_shared.messages import ModelAnnouncement, ModelStatusEvent
+from edge_shared.messages import InferenceStatus, ModelAnnouncement, ModelStatusEvent
 from edge_shared.reported import ActiveModel, LoaderReported, ModelUpdate, UpdateError, UpdateState
 
 SHA = "ab" * 32
@@ -66,8 +66,37 @@ def test_active_model_round_trip() -> None:
         sha256=SHA,
     )
     twin = active.to_twin()
-    assert set(twin) == {"version", "fileName", "runtime", "loadedAt", "sha256"}
+    assert set(twin) == {
+        "version",
+        "fileName",
+        "runtime",
+        "loadedAt",
+        "sha256",
+        "fallbackFrom",
+        "fallbackReason",
+    }
+    # Null, not absent: a swap after a start-up fallback must delete the keys from the twin (merge patch).
+    assert twin["fallbackFrom"] is None and twin["fallbackReason"] is None
     assert ActiveModel.model_validate(twin) == active
+
+
+def test_inference_status_uses_camel_case_and_refuses_bad_versions() -> None:
+    status = InferenceStatus(
+        state="rejected", version="1.2", code="load_failed", message="no", serving_version="1.1"
+    )
+    body = json.loads(status.to_json_bytes())
+    assert body == {
+        "state": "rejected",
+        "version": "1.2",
+        "code": "load_failed",
+        "message": "no",
+        "servingVersion": "1.1",
+    }
+    assert InferenceStatus.model_validate_json(status.to_json_bytes()) == status
+    with pytest.raises(ValidationError):
+        InferenceStatus.model_validate({"state": "serving", "version": "../etc"})
+    with pytest.raises(ValidationError):
+        InferenceStatus.model_validate({"state": "unknown", "version": "1.2"})
 
 
 def test_announcement_keeps_reference_keys_and_round_trips() -> None:

@@ -45,6 +45,8 @@ ROUTES = {
     "FROM /messages/modules/loader/outputs/DLModelOutput "
     'INTO BrokeredEndpoint("/modules/inference/inputs/DLModelInput")',
     "FROM /messages/modules/loader/outputs/ModelStatus INTO $upstream",
+    "FROM /messages/modules/inference/outputs/InferenceStatus "
+    'INTO BrokeredEndpoint("/modules/loader/inputs/InferenceStatusInput")',
 }
 
 

@@ -37,6 +37,9 @@ class LoadRequest:
     labels_path: Path | None
     expected_sha256: str | None
     announced_runtime: Runtime | None = None
+    #: Set when this version is loaded at start because the one `current` names could not be.
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
 
 
 class _Announcement(BaseModel):

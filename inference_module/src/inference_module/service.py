@@ -46,6 +46,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 SwapSource = Literal["startup", "message", "reload"]
 ActiveListener = Callable[[ModelIdentity], Awaitable[None]]
+#: Told the version and the error after every swap of a known version that failed.
+RefusedListener = Callable[[str, InferenceError], Awaitable[None]]
 # After unloading for memory, how long to wait for requests still using the old model.
 _DRAIN_TIMEOUT = 30.0
 
@@ -71,6 +73,7 @@ class ModelService:
         self._swap_lock = asyncio.Lock()
         self._abandoned_loads = 0
         self._listeners: list[ActiveListener] = []
+        self._refused_listeners: list[RefusedListener] = []
         self._options = RuntimeOptions(
             ort_intra_op_threads=settings.ort_intra_op_threads,
             ort_inter_op_threads=settings.ort_inter_op_threads,
@@ -83,6 +86,14 @@ class ModelService:
     def add_listener(self, listener: ActiveListener) -> None:
         """Called with the new identity after every successful swap (e.g. the `ActiveModel` report)."""
         self._listeners.append(listener)
+
+    def add_refused_listener(self, listener: RefusedListener) -> None:
+        """Called after every swap of a known version that failed (e.g. the `InferenceStatus` message)."""
+        self._refused_listeners.append(listener)
+
+    @property
+    def repository(self) -> ModelRepository:
+        return self._repository
 
     # --- sources ------------------------------------------------------------------------------------
     async def load_current(self, source: SwapSource) -> ModelIdentity:
@@ -97,6 +108,12 @@ class ModelService:
             self._count_failure(source, exc)
             raise
         return await self._swap(request, source, force=True)
+
+    async def load_fallback(self, version: str, *, instead_of: str | None, reason: str) -> ModelIdentity:
+        """Load an installed `version` at start because `instead_of` (what `current` names) failed."""
+        request = await self._in_thread(self._request_for, version)
+        request = replace(request, fallback_from=instead_of, fallback_reason=reason)
+        return await self._swap(request, "startup", force=True)
 
     async def load_announcement(self, data: bytes) -> ModelIdentity:
         """Handle a routed `DLModelOutput` body; a repeat of the serving version is a no-op."""
@@ -145,6 +162,7 @@ class ModelService:
                     model = await self._build_with_room(request, serving)
                 except ModelError as exc:
                     self._count_failure(source, exc)
+                    await self._tell_refused(request.version, exc)
                     raise
                 self._slot.install(model)
                 self._metrics.swaps.labels(source=source).inc()
@@ -177,6 +195,13 @@ class ModelService:
             except ModelLoadError:
                 return False  # the build reports the unreadable file properly
         return serving.identity.sha256 == expected
+
+    async def _tell_refused(self, version: str, exc: InferenceError) -> None:
+        for listener in self._refused_listeners:
+            try:
+                await listener(version, exc)
+            except Exception:
+                logger.exception("refused-model listener failed")
 
     async def _build_with_room(self, request: LoadRequest, serving: LoadedModel | None) -> LoadedModel:
         """Build the new model beside the old one, or (preserve-memory) after unloading it."""
@@ -280,6 +305,8 @@ class ModelService:
             labels_path=request.labels_path,
             labels_source=labels.source,
             loaded_at=datetime.now(UTC),
+            fallback_from=request.fallback_from,
+            fallback_reason=request.fallback_reason,
         )
         return LoadedModel(detector, labels.names, identity)
 
@@ -300,8 +327,14 @@ class ModelService:
         try:
             require_regular(self._repository.current_path)
             version = self._repository.current_version()
-            if version is None:
-                raise NoCurrentModelError(f"no model is installed under {self._settings.model_root}")
+        except (EdgeSharedError, ValueError) as exc:
+            raise NoCurrentModelError(f"the installed model cannot be read: {exc}") from exc
+        if version is None:
+            raise NoCurrentModelError(f"no model is installed under {self._settings.model_root}")
+        return self._request_for(version)
+
+    def _request_for(self, version: str) -> LoadRequest:
+        try:
             require_regular(self._repository.version_dir(version) / MANIFEST_FILE)
             model_path, labels_path, manifest = self._repository.model_paths(version)
         except UnsafePathError as exc:

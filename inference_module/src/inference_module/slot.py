@@ -35,6 +35,8 @@ class ModelIdentity:
     loaded_at: datetime
     labels_source: str = "label file"
     """Where the class names came from: the package's label file, or names embedded in the model."""
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
 
     def active_model(self) -> ActiveModel:
         return ActiveModel(
@@ -43,6 +45,8 @@ class ModelIdentity:
             runtime=self.runtime,
             loaded_at=self.loaded_at,
             sha256=self.sha256,
+            fallback_from=self.fallback_from,
+            fallback_reason=self.fallback_reason,
         )
 
 

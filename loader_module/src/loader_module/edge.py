@@ -70,7 +70,13 @@ async def run_loader(
         service = LoaderService(settings, edgehub, client, clock=clock)
         methods = LoaderMethods(service)
         try:
-            await service.start(Handlers(on_desired_patch=service.on_desired_patch, on_method=methods.handle))
+            await service.start(
+                Handlers(
+                    on_desired_patch=service.on_desired_patch,
+                    on_method=methods.handle,
+                    on_input=service.on_input,
+                )
+            )
             if started is not None:
                 started.set()
             if settings.heartbeat_file is None:

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 
 from edge_shared.desired import DeltaSpec, DesiredModel, desired_is_empty, parse_desired
-from edge_shared.edgehub import EdgeHubClient, Handlers
+from edge_shared.edgehub import EdgeHubClient, Handlers, InputMessage
 from edge_shared.errors import InvalidDesiredError, RepositoryError
 from edge_shared.logs import log_context
 from edge_shared.merge_patch import apply_patch
-from edge_shared.messages import ModelStatusEvent
+from edge_shared.messages import INPUT_INFERENCE_STATUS, InferenceStatus, ModelStatusEvent
 from edge_shared.redaction import redact, redact_url
 from edge_shared.reported import ErrorCode, ModelUpdate, Source, UpdateError, UpdateState
 from edge_shared.repository import ModelManifest, ModelRepository
@@ -41,6 +41,7 @@ from loader_module.install import (
     share_installed,
 )
 from loader_module.progress import ProgressThrottle
+from loader_module.rejection import Rejection, plan_rejection, protected_versions
 from loader_module.reporting import Reporter
 from loader_module.settings import LoaderSettings
 from loader_module.state import LoaderState, StateStore, UpdateRecord, target_key, url_digest
@@ -233,6 +234,13 @@ class LoaderService:
             return
         if self._state.rolled_back_target is not None and self._state.rolled_back_target != key:
             self._state.rolled_back_target = None
+            await self._save()
+        rejected = self._state.rejected
+        if rejected is not None and rejected.target == key and not force:
+            await self._report_rejected(rejected)
+            return
+        if rejected is not None and rejected.target is not None:
+            self._state.rejected = None  # the desired state changed: the refusal no longer applies
             await self._save()
         if await self._already_installed(desired):
             return
@@ -600,7 +608,7 @@ class LoaderService:
         """After the install, on the event loop: a desired patch that arrived during the install (and
         cancelled this job) may name a delta whose base must survive; if cancelled, the next install
         applies retention."""
-        protect = self._pending_delta_base(installed)
+        protect = self._pending_delta_base(installed) | protected_versions(self._state.served_version)
         removed = await asyncio.to_thread(apply_retention, self.repo, self._settings.keep_versions, protect)
         if removed:
             logger.info("old versions removed", extra={"removed": removed, "kept_for_delta": sorted(protect)})
@@ -756,6 +764,90 @@ class LoaderService:
     async def _save(self) -> None:
         await asyncio.to_thread(self._store.save, self._state)
 
+    # --- what the inference module says (routed `InferenceStatus`) ---------------------------------
+    async def on_input(self, message: InputMessage) -> None:
+        if message.input_name != INPUT_INFERENCE_STATUS:
+            logger.warning("message on an unknown input ignored", extra={"input_name": message.input_name})
+            return
+        try:
+            status = InferenceStatus.model_validate_json(message.data)
+        except ValueError:
+            logger.warning("an InferenceStatus message that does not parse was ignored")
+            return
+        async with self._lock:
+            if status.state == "serving":
+                if self._state.served_version != status.version:
+                    self._state.served_version = status.version
+                    await self._save()
+                return
+            await self._inference_refused(status)
+
+    async def _inference_refused(self, status: InferenceStatus) -> None:
+        """Put `current` back on what serves, remember the refusal, report it as `rejected`."""
+        desired = self._latest_desired()
+        current = await asyncio.to_thread(self.repo.current_version)
+        installed = await asyncio.to_thread(self.repo.installed_versions)
+        plan = plan_rejection(
+            status,
+            current=current,
+            desired_version=desired.version if desired is not None else None,
+            desired_target=target_key(desired) if desired is not None else None,
+            last_served=self._state.served_version,
+            installed=installed,
+        )
+        code, message = status.code or str(ErrorCode.LOAD_FAILED), reportable(status.message or "")
+        logger.warning(
+            "the inference module refused a version",
+            extra={"refused_version": status.version, "code": code, "restore": plan.restore},
+        )
+        if not plan.relevant:
+            return
+        if plan.block_target is not None and self._job is not None and self._job.key == plan.block_target:
+            await self._cancel_job()
+        latest: str | None = None
+        if plan.restore is not None:
+            restored = await asyncio.to_thread(self.repo.read_manifest, plan.restore)
+            await asyncio.to_thread(activate, self.repo, plan.restore)
+            await self._announce(restored)
+            latest = restored.file_name
+        file_name: str | None = None
+        if self.repo.is_installed(status.version):
+            with contextlib.suppress(RepositoryError):
+                file_name = (await asyncio.to_thread(self.repo.read_manifest, status.version)).file_name
+        rejection = Rejection(
+            target=plan.block_target, version=status.version, file_name=file_name, code=code, message=message
+        )
+        self._state.rejected = rejection
+        self._state.update = None
+        await self._save()
+        await self._report_rejected(rejection, latest=latest)
+        await self.reporter.status_event(
+            ModelStatusEvent(
+                state=UpdateState.REJECTED,
+                version=status.version,
+                file_name=file_name,
+                error=UpdateError(code=code, message=message),
+                duration_seconds=0.0,
+                bytes_downloaded=0,
+                source="local",
+            )
+        )
+
+    async def _report_rejected(self, rejection: Rejection, *, latest: str | None = None) -> None:
+        await self._report_inventory(
+            state=UpdateState.REJECTED,
+            latest=latest,
+            update=ModelUpdate(
+                state=UpdateState.REJECTED,
+                file_name=rejection.file_name,
+                version=rejection.version,
+                desired_version=self._desired_version,
+                error=UpdateError(code=rejection.code, message=rejection.message),
+                source="local",
+                finished_at=self._clock.now(),
+            ),
+        )
+
     # --- operator actions (direct methods) ---------------------------------------------------------
     async def rollback(self, version: str | None) -> ModelManifest:
         """Make `version` (or the one installed before the current) current and announce it."""
@@ -799,6 +891,7 @@ class LoaderService:
         async with self._lock:
             self._state.update = None
             self._state.rolled_back_target = None
+            self._state.rejected = None
             await self._save()
             await self._reconcile(force=True)
 

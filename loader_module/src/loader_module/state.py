@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edge_shared.desired import DesiredModel
 from edge_shared.fsutil import atomic_write_text
+from loader_module.rejection import Rejection
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ class LoaderState(BaseModel):
     announced_version: str | None = None
     #: Desired target the operator rolled back from: not made current again until the desired state changes.
     rolled_back_target: str | None = None
+    #: Last version the inference module reported serving: where `current` goes back to after a refusal.
+    served_version: str | None = None
+    #: The last version the inference module refused; its target is not installed again until the desired
+    #: state changes.
+    rejected: Rejection | None = None
 
 
 class StateStore:

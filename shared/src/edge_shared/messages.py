@@ -1,8 +1,8 @@
-"""Messages the loader sends through edgeHub (architecture §5)."""
+"""Messages the modules send each other and upstream through edgeHub (architecture §5)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
 from pydantic.alias_generators import to_camel
@@ -13,6 +13,10 @@ from edge_shared.reported import Runtime, Source, UpdateError, UpdateState
 OUTPUT_MODEL = "DLModelOutput"
 INPUT_MODEL = "DLModelInput"
 OUTPUT_STATUS = "ModelStatus"
+#: The inference module's output telling the loader which version serves and which it refused.
+OUTPUT_INFERENCE_STATUS = "InferenceStatus"
+#: The loader's input that `deployment.json` routes `InferenceStatus` to.
+INPUT_INFERENCE_STATUS = "InferenceStatusInput"
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -63,3 +67,25 @@ class ModelStatusEvent(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+
+class InferenceStatus(BaseModel):
+    """Body of the inference module's `InferenceStatus` output, routed to the loader.
+
+    `serving`: `version` now serves (the loader remembers it as the version to go back to). `rejected`:
+    `version` was refused or failed (`code` is the inference module's stable error code); `serving_version`
+    is what still serves, if anything.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="ignore", frozen=True
+    )
+
+    state: Literal["serving", "rejected"]
+    version: Version
+    code: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(default=None, max_length=512)
+    serving_version: Version | None = None
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()

@@ -23,10 +23,13 @@ class UpdateState(StrEnum):
     INSTALLING = "installing"
     READY = "ready"
     FAILED = "failed"
+    #: Installed, but the inference module refused or could not serve it: `current` is back on the last
+    #: version that served, and the error carries the inference module's code.
+    REJECTED = "rejected"
 
     @property
     def terminal(self) -> bool:
-        return self in (UpdateState.READY, UpdateState.FAILED)
+        return self in (UpdateState.READY, UpdateState.FAILED, UpdateState.REJECTED)
 
 
 class ErrorCode(StrEnum):
@@ -109,3 +112,7 @@ class ActiveModel(_Camel):
     runtime: Runtime
     loaded_at: datetime
     sha256: str
+    #: The version `current` names, when it could not be loaded at start and this older one serves instead.
+    fallback_from: Version | None = None
+    #: The inference module's error code for that version (e.g. `load_failed`).
+    fallback_reason: str | None = None

@@ -18,7 +18,7 @@ from inference_module.api.routes import build_router
 from inference_module.api.state import AppState
 from inference_module.dispatch import Dispatcher
 from inference_module.edge import EdgeLink
-from inference_module.errors import ModelError, NoCurrentModelError
+from inference_module.fallback import load_at_startup
 from inference_module.imaging import ImageLimits, warm_up_decoder
 from inference_module.metrics import Metrics
 from inference_module.runtimes import default_registry
@@ -63,9 +63,11 @@ def create_app(
             stack.callback(state.dispatcher.stop)
             stack.callback(slot.close)
             await asyncio.to_thread(warm_up_decoder)
-            await _load_at_startup(service)
-            if settings.edgehub:
-                link = EdgeLink(edgehub or _azure_client(), service, slot)
+            link = EdgeLink(edgehub or _azure_client(), service, slot) if settings.edgehub else None
+            if link is not None:
+                link.watch()  # before the first load: a refusal at start is told once connected
+            await load_at_startup(service)
+            if link is not None:
                 await link.start()
                 stack.push_async_callback(link.stop)
             else:
@@ -84,19 +86,6 @@ def create_app(
     install_error_handlers(app, retry_after=settings.retry_after_seconds)
     app.include_router(build_router(state))
     return app
-
-
-async def _load_at_startup(service: ModelService) -> None:
-    """Serve what `current` names, with no network; nothing installed yet is not an error."""
-    try:
-        await service.load_current("startup")
-    except NoCurrentModelError as exc:
-        if exc.__cause__ is None:
-            logger.info("no model installed yet; not ready until one arrives")
-        else:  # installed but unreadable (a broken manifest, a volume this user may not read): say why
-            logger.error("not ready until a readable model arrives: %s", exc, extra={"code": exc.code})
-    except ModelError:
-        logger.exception("the installed model could not be loaded; not ready until a new one arrives")
 
 
 def _azure_client() -> EdgeHubClient:
