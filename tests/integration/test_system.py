@@ -136,12 +136,12 @@ def padded_zip(catalog: FixtureCatalog, model_id: str, padding: int) -> bytes:
     return buffer.getvalue()
 
 
-def refusal(stack: LocalStack, version: str) -> dict[str, Any]:
-    """The loader's `ModelUpdate` once it reports `version` failed."""
+def refusal(stack: LocalStack, version: str, state: str = "failed") -> dict[str, Any]:
+    """The loader's `ModelUpdate` once it reports `version` failed (or `rejected` by inference)."""
 
     def failed() -> dict[str, Any] | None:
         update = model_update(stack)
-        return update if update.get("version") == version and update.get("state") == "failed" else None
+        return update if update.get("version") == version and update.get("state") == state else None
 
     update: dict[str, Any] = stack.wait_for(f"the loader to refuse {version}", failed, timeout=WAIT)
     return update
@@ -327,3 +327,62 @@ def test_a_package_with_two_label_files_is_refused_before_install_and_the_old_mo
     assert "README.txt" in update["error"]["message"] and "coco_labels.txt" in update["error"]["message"]
     assert version not in stack.reported("loader")["InstalledModels"]
     assert served_version(stack) == serving
+
+
+def corrupt_onnx_zip(catalog: FixtureCatalog, model_id: str, directory: Path) -> Path:
+    """A fixture model's ZIP with an ONNX file that passes the loader's checks (its first byte is valid
+    protobuf, its digests are true) but that ONNX Runtime cannot load."""
+    fixture = catalog.model(model_id)
+    path = directory / f"{model_id}-corrupt.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(catalog.path(fixture.model_file).name, b"\x08garbage" * 64)
+        archive.writestr(
+            catalog.path(fixture.label_file).name, catalog.path(fixture.label_file).read_bytes()
+        )
+    return path
+
+
+def test_a_model_inference_refuses_is_rejected_current_goes_back_and_survives_restarts(
+    stack: LocalStack, catalog: FixtureCatalog, image: bytes, tmp_path: Path
+) -> None:
+    good = serve(stack, catalog, "tiny-yolo-1")
+    bad = unique("corrupt-onnx")
+    publish(stack, corrupt_onnx_zip(catalog, "tiny-yolo-2", tmp_path), bad)
+    update = refusal(stack, bad, "rejected")
+    assert update["error"]["code"] == "load_failed"
+    assert str(stack.endpoints.model_root) not in json.dumps(update)  # no device path in the twin
+    repo = ModelRepository(stack.endpoints.model_root)
+    assert repo.current_version() == good and repo.is_installed(bad)
+    assert stack.reported("loader")["LatestAIModelFileName"] != f"{bad}.zip"
+    assert served_version(stack) == good
+    assert score(stack, image)["model"]["version"] == good
+
+    stack.restart_module("inference", kill=True)  # before this change: 503 no_model for good
+    assert httpx.get(f"{stack.endpoints.inference_url}/health/ready").status_code == 200
+    assert served_version(stack) == good
+    assert score(stack, image)["model"]["version"] == good
+    assert model_update(stack)["state"] == "rejected"  # not retried: the desired state did not change
+
+    # A volume whose `current` still names the refused version (as loaders before this change left it):
+    # inference starts on the newest version that loads, says so, and the loader puts `current` back.
+    repo.set_current(bad)
+    stack.restart_module("inference", kill=True)
+    assert served_version(stack) == good
+    active = stack.wait_for(
+        "inference to report its fallback",
+        lambda: (a := stack.reported("inference").get("ActiveModel") or {}).get("fallbackFrom") == bad and a,
+        timeout=WAIT,
+    )
+    assert active["version"] == good and active["fallbackReason"] == "load_failed"
+    stack.wait_for("the loader to put current back", lambda: repo.current_version() == good, timeout=WAIT)
+
+    later = serve(stack, catalog, "tiny-yolo-2")  # a new desired version installs normally
+    assert score(stack, image)["model"]["version"] == later
+    stack.wait_for(
+        "the fallback to leave ActiveModel",
+        lambda: (
+            (a := stack.reported("inference").get("ActiveModel") or {}).get("version") == later
+            and "fallbackFrom" not in a
+        ),
+        timeout=WAIT,
+    )

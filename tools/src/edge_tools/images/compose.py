@@ -103,8 +103,8 @@ class ComposeTest:
             update = loader_update(status)
             if update.get("state") == "ready" and update.get("version") == version:
                 return update
-            if update.get("state") == "failed" and update.get("version") == version:
-                raise ComposeTestFailed(f"the loader failed {version}: {update.get('error')}")
+            if update.get("state") in ("failed", "rejected") and update.get("version") == version:
+                raise ComposeTestFailed(f"the loader {update['state']} {version}: {update.get('error')}")
             time.sleep(1)
         raise ComposeTestFailed(f"the loader did not report {version} ready; last ModelUpdate: {update}")
 

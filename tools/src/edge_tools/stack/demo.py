@@ -135,8 +135,8 @@ def publish(stack: LocalStack, zip_path: Path, version: str) -> dict[str, Any]:
 def wait_until_serving(stack: LocalStack, version: str, *, timeout: float = 120.0) -> dict[str, Any]:
     def loader_ready() -> bool:
         update = stack.reported("loader").get("ModelUpdate") or {}
-        if update.get("version") == version and update.get("state") == "failed":
-            raise RuntimeError(f"loader failed to install {version}: {update.get('error')}")
+        if update.get("version") == version and update.get("state") in ("failed", "rejected"):
+            raise RuntimeError(f"{version} was {update.get('state')}: {update.get('error')}")
         return bool(update.get("version") == version and update.get("state") == "ready")
 
     stack.wait_for(f"the loader to install {version}", loader_ready, timeout=timeout)
