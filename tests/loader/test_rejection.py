@@ -14,7 +14,7 @@ from edge_shared.messages import INPUT_INFERENCE_STATUS, InferenceStatus
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edgehub_sim.fake import FakeEdgeHubClient
-from loader_module.rejection import plan_rejection, protected_versions
+from loader_module.rejection import SERVED_HISTORY, plan_rejection, protected_versions, remember_served
 from loader_module.settings import LoaderSettings
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.service_helpers import announcements, running_loader, status_events, update, wait_state
@@ -33,7 +33,7 @@ def plan(status: InferenceStatus, **given: Any) -> tuple[str | None, str | None,
         "current": "v3",
         "desired_version": "v3",
         "desired_target": "v3-abc",
-        "last_served": "v1",
+        "served": ["v1"],
         "installed": INSTALLED,
     }
     arguments.update(given)
@@ -47,13 +47,18 @@ def test_a_refused_current_goes_back_to_what_the_inference_module_serves() -> No
 
 def test_without_a_serving_version_it_goes_back_to_the_last_one_that_served() -> None:
     assert plan(refused("v3")) == ("v1", "v3-abc", True)
-    assert plan(refused("v3", serving="v3")) == ("v1", "v3-abc", True)  # never back to the refused one
+    assert plan(refused("v3"), served=["v2", "v1"]) == ("v2", "v3-abc", True)
+
+
+def test_a_version_that_served_and_then_kept_failing_goes_back_to_the_one_before() -> None:
+    status = refused("v3", serving="v3", code="failing_requests")
+    assert plan(status, served=["v3", "v2", "v1"]) == ("v2", "v3-abc", True)  # never back to the refused one
 
 
 def test_it_never_goes_back_to_a_version_no_longer_installed_nor_to_nothing_known() -> None:
-    assert plan(refused("v3", serving="v0"), last_served="v-1") == (None, "v3-abc", True)
-    assert plan(refused("v3"), last_served=None) == (None, "v3-abc", True)
-    assert plan(refused("v3"), last_served="v3") == (None, "v3-abc", True)
+    assert plan(refused("v3", serving="v0"), served=["v-1"]) == (None, "v3-abc", True)
+    assert plan(refused("v3"), served=[]) == (None, "v3-abc", True)
+    assert plan(refused("v3"), served=["v3"]) == (None, "v3-abc", True)
 
 
 def test_a_refused_current_that_is_not_the_desired_one_is_restored_but_blocks_nothing() -> None:
@@ -72,9 +77,17 @@ def test_a_stale_refusal_of_another_version_changes_nothing() -> None:
     assert plan(refused("v2", serving="v1")) == (None, None, False)
 
 
-def test_retention_protects_the_last_served_version() -> None:
-    assert protected_versions("v1") == frozenset({"v1"})
-    assert protected_versions(None) == frozenset()
+def test_the_served_history_is_newest_first_without_repeats_and_bounded() -> None:
+    served: list[str] = []
+    for version in ("v1", "v2", "v1", "v3", "v4", "v5", "v6"):
+        served = remember_served(served, version)
+    assert served == ["v6", "v5", "v4", "v3"] and len(served) == SERVED_HISTORY
+    assert remember_served(["v1", "v2"], "v2") == ["v2", "v1"]
+
+
+def test_retention_protects_the_last_two_versions_that_served() -> None:
+    assert protected_versions(["v3", "v2", "v1"]) == frozenset({"v3", "v2"})
+    assert protected_versions([]) == frozenset()
 
 
 def publish(azurite: Azurite, data: bytes, version: str) -> dict[str, Any]:

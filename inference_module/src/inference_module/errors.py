@@ -15,6 +15,8 @@ Tree (each class has a stable `code`, the `error.code` of the response body and 
     ├── AccessError                 the caller may not do this
     │   ├── UnauthorizedError       unauthorized          INFERENCE_API_TOKEN set, no or wrong bearer token
     │   └── CrossSiteRequestError   cross_site_request    a browser's cross-site or form POST to reload
+    ├── ModelFailedError            internal_error        the serving model failed on this request (500);
+    │                                                     counted towards INFERENCE_REJECT_AFTER_FAILURES
     ├── UnavailableError            the service cannot answer now; retry later
     │   ├── NoModelError            no_model              nothing loaded yet
     │   └── OverloadedError         overloaded            too many requests, bodies or large decodes at once
@@ -24,6 +26,8 @@ Tree (each class has a stable `code`, the `error.code` of the response body and 
         ├── NoCurrentModelError     no_current_model      nothing installed (`current` missing)
         ├── ChecksumMismatchError   checksum_mismatch     model file differs from its announced sha256
         ├── InsufficientMemoryError insufficient_memory   two models cannot fit (preserve-availability)
+        ├── FailingModelError       failing_requests      never raised to a client: the loader is told
+        │                                                 when the serving model failed that many in a row
         └── ModelLoadError          load_failed           the runtime refused the model or its labels
             └── ModelLoadTimeoutError load_timeout        the load took over INFERENCE_LOAD_TIMEOUT_SECONDS
 """
@@ -97,6 +101,14 @@ class CrossSiteRequestError(AccessError):
     code = "cross_site_request"
 
 
+class ModelFailedError(InferenceError):
+    """The serving model raised on a request (a runtime or model bug, not the client's image)."""
+
+    def __init__(self, version: str, message: str) -> None:
+        super().__init__(message)
+        self.version = version
+
+
 class UnavailableError(InferenceError):
     """Temporary: the client should retry after `Retry-After` seconds."""
 
@@ -139,6 +151,12 @@ class InsufficientMemoryError(ModelError):
 
 class ModelLoadError(ModelError):
     code = "load_failed"
+
+
+class FailingModelError(ModelError):
+    """The serving model failed INFERENCE_REJECT_AFTER_FAILURES requests in a row: told to the loader."""
+
+    code = "failing_requests"
 
 
 class ModelLoadTimeoutError(ModelLoadError):

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from inference_module.annotate import draw_detections
+from inference_module.errors import InferenceError, ModelFailedError
 from inference_module.imaging import ImageLimits, decode_for_model, encode_jpeg
 from inference_module.memory import give_back_memory
 from inference_module.postprocess import (
@@ -51,6 +52,12 @@ def run_pipeline(
             raw, model.labels, threshold=query.threshold, max_detections=query.max_detections
         )
         identity = model.identity
+    except InferenceError:
+        raise
+    except Exception as exc:  # the model (or its runtime) is at fault, not the image: counted apart
+        raise ModelFailedError(
+            model.identity.version, f"the model failed on this image: {exc.__class__.__name__}"
+        ) from exc
     finally:
         slot.release(model)
     if query.annotated:

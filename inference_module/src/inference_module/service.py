@@ -162,7 +162,7 @@ class ModelService:
                     model = await self._build_with_room(request, serving)
                 except ModelError as exc:
                     self._count_failure(source, exc)
-                    await self._tell_refused(request.version, exc)
+                    await self.tell_refused(request.version, exc)
                     raise
                 self._slot.install(model)
                 self._metrics.swaps.labels(source=source).inc()
@@ -196,7 +196,8 @@ class ModelService:
                 return False  # the build reports the unreadable file properly
         return serving.identity.sha256 == expected
 
-    async def _tell_refused(self, version: str, exc: InferenceError) -> None:
+    async def tell_refused(self, version: str, exc: InferenceError) -> None:
+        """Tell the refused-model listeners (also used for a serving model that keeps failing)."""
         for listener in self._refused_listeners:
             try:
                 await listener(version, exc)

@@ -144,6 +144,15 @@ class InferenceSettings(ServiceSettings):
         "refused as `load_timeout` and the swap lock freed. 120 s: the heavy fixture loads in under 1 s "
         "on 2 cores; a 250 MB model on a slow SD card takes tens of seconds.",
     )
+    reject_after_failures: int = Field(
+        default=5,
+        ge=0,
+        le=10_000,
+        description="Requests in a row the serving model may fail (HTTP 500 from the model itself, not "
+        "from a bad image) before the loader is told to put the previous version back, as for a model "
+        "refused at load (`failing_requests`). 0 never tells. 5: one bad frame is not enough, a model that "
+        "fails every request is rolled back within a second at normal request rates.",
+    )
     model_activation_factor: float = Field(
         default=16.0,
         ge=1.0,

@@ -2,7 +2,9 @@
 
 The inference module tells the loader through its routed `InferenceStatus` output which version serves
 and which it refused. A refused version that `current` names is replaced by the last version known to
-serve; a refused desired target is not installed again until the desired properties change.
+serve; a refused desired target is not installed again until the desired properties change. A version
+can serve and later be refused (it failed request after request), so the loader remembers a few served
+versions, not only the last.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from edge_shared.messages import InferenceStatus
+
+#: Served versions remembered: the one serving, the one before it, and two more in case those go.
+SERVED_HISTORY = 4
 
 
 class Rejection(BaseModel):
@@ -46,23 +51,29 @@ def plan_rejection(
     current: str | None,
     desired_version: str | None,
     desired_target: str | None,
-    last_served: str | None,
+    served: Sequence[str],
     installed: Sequence[str],
 ) -> RejectionPlan:
-    """Go back to what serves: the version the inference module says it serves, else the last version
+    """Go back to what serves: the version the inference module says it serves, else the newest version
     it reported serving; never to the refused version itself nor to one that is no longer installed."""
     is_desired = desired_version == status.version
     if current != status.version and not is_desired:
         return RejectionPlan(restore=None, block_target=None, relevant=False)
     restore: str | None = None
     if current == status.version:
-        for candidate in (status.serving_version, last_served):
+        for candidate in (status.serving_version, *served):
             if candidate is not None and candidate != status.version and candidate in installed:
                 restore = candidate
                 break
     return RejectionPlan(restore=restore, block_target=desired_target if is_desired else None, relevant=True)
 
 
-def protected_versions(last_served: str | None) -> frozenset[str]:
-    """Versions retention must keep: the one to go back to if the newest is refused."""
-    return frozenset({last_served}) if last_served is not None else frozenset()
+def remember_served(served: Sequence[str], version: str) -> list[str]:
+    """`served` with `version` first (newest first, without repeats, at most `SERVED_HISTORY`)."""
+    return [version, *(v for v in served if v != version)][:SERVED_HISTORY]
+
+
+def protected_versions(served: Sequence[str]) -> frozenset[str]:
+    """Versions retention must keep: the last two that served, so that whether the newest install or the
+    version serving now is refused, there is one to go back to."""
+    return frozenset(served[:2])

@@ -41,7 +41,7 @@ from loader_module.install import (
     share_installed,
 )
 from loader_module.progress import ProgressThrottle
-from loader_module.rejection import Rejection, plan_rejection, protected_versions
+from loader_module.rejection import Rejection, plan_rejection, protected_versions, remember_served
 from loader_module.reporting import Reporter
 from loader_module.settings import LoaderSettings
 from loader_module.state import LoaderState, StateStore, UpdateRecord, target_key, url_digest
@@ -608,7 +608,7 @@ class LoaderService:
         """After the install, on the event loop: a desired patch that arrived during the install (and
         cancelled this job) may name a delta whose base must survive; if cancelled, the next install
         applies retention."""
-        protect = self._pending_delta_base(installed) | protected_versions(self._state.served_version)
+        protect = self._pending_delta_base(installed) | protected_versions(self._state.served_versions)
         removed = await asyncio.to_thread(apply_retention, self.repo, self._settings.keep_versions, protect)
         if removed:
             logger.info("old versions removed", extra={"removed": removed, "kept_for_delta": sorted(protect)})
@@ -776,8 +776,9 @@ class LoaderService:
             return
         async with self._lock:
             if status.state == "serving":
-                if self._state.served_version != status.version:
-                    self._state.served_version = status.version
+                served = remember_served(self._state.served_versions, status.version)
+                if served != self._state.served_versions:
+                    self._state.served_versions = served
                     await self._save()
                 return
             await self._inference_refused(status)
@@ -792,7 +793,7 @@ class LoaderService:
             current=current,
             desired_version=desired.version if desired is not None else None,
             desired_target=target_key(desired) if desired is not None else None,
-            last_served=self._state.served_version,
+            served=self._state.served_versions,
             installed=installed,
         )
         code, message = status.code or str(ErrorCode.LOAD_FAILED), reportable(status.message or "")

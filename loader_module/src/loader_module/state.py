@@ -62,8 +62,9 @@ class LoaderState(BaseModel):
     announced_version: str | None = None
     #: Desired target the operator rolled back from: not made current again until the desired state changes.
     rolled_back_target: str | None = None
-    #: Last version the inference module reported serving: where `current` goes back to after a refusal.
-    served_version: str | None = None
+    #: Versions the inference module reported serving, newest first (see `rejection.remember_served`):
+    #: where `current` goes back to after a refusal.
+    served_versions: list[str] = []
     #: The last version the inference module refused; its target is not installed again until the desired
     #: state changes.
     rejected: Rejection | None = None

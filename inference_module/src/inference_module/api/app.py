@@ -18,6 +18,7 @@ from inference_module.api.routes import build_router
 from inference_module.api.state import AppState
 from inference_module.dispatch import Dispatcher
 from inference_module.edge import EdgeLink
+from inference_module.failing import FailureStreak
 from inference_module.fallback import load_at_startup
 from inference_module.imaging import ImageLimits, warm_up_decoder
 from inference_module.metrics import Metrics
@@ -54,6 +55,7 @@ def create_app(
         ),
         body_limits=BodyLimits(settings.max_image_bytes, settings.body_timeout_seconds),
         body_budget=BodyBudget(settings.max_body_bytes_in_flight, metrics.body_bytes),
+        failures=FailureStreak(service.tell_refused, settings.reject_after_failures),
     )
 
     @contextlib.asynccontextmanager

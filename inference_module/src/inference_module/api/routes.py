@@ -19,6 +19,7 @@ from inference_module.api.state import AppState
 from inference_module.errors import (
     ClientDisconnectedError,
     InferenceError,
+    ModelFailedError,
     NoModelError,
     UnsupportedMediaTypeError,
 )
@@ -76,12 +77,16 @@ def build_router(state: AppState) -> APIRouter:
                     run_pipeline, state.slot, data, query, state.limits, settings.annotated_jpeg_quality
                 )
             status, version = 200, result.model_version
+            state.failures.succeeded(version)
             state.metrics.pipeline.labels(model_version=version).observe(result.pipeline_seconds)
             return Response(result.body, media_type=result.media_type)
         except InferenceError as exc:
             status = status_for(exc)
             if isinstance(exc, ClientDisconnectedError):
                 state.metrics.client_disconnects.labels(route=route).inc()
+            elif isinstance(exc, ModelFailedError):
+                version = exc.version
+                await state.failures.failed(exc.version)
             raise
         finally:
             labels = {"route": route, "status": str(status), "model_version": version}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from inference_module.api.body import BodyBudget, BodyLimits
 from inference_module.dispatch import Dispatcher
+from inference_module.failing import FailureStreak
 from inference_module.imaging import ImageLimits
 from inference_module.metrics import Metrics
 from inference_module.service import ModelService
@@ -23,3 +24,4 @@ class AppState:
     limits: ImageLimits
     body_limits: BodyLimits
     body_budget: BodyBudget
+    failures: FailureStreak
