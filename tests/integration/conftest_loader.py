@@ -54,6 +54,7 @@ class LoaderProcess:
             "LOADER_READ_TIMEOUT": "5",
             "LOADER_LOG_LEVEL": "DEBUG",
             "LOADER_NO_PROXY": LOOPBACK_NO_PROXY,
+            "LOADER_SERVE_CONFIRM_TIMEOUT": "0",  # no inference module beside it
             **(extra_env or {}),
         }
         self.log = log

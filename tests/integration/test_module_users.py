@@ -101,9 +101,13 @@ def test_a_volume_left_private_by_an_older_loader_is_refused_clearly_then_repair
 ) -> None:
     version = serve(stack, catalog, "ssd-lite-2")
     repo = ModelRepository(stack.endpoints.model_root)
-    # What loaders before the fix left: 0700 version folders, 0600 manifest and `current`.
-    repo.version_dir(version).chmod(0o700)
-    (repo.version_dir(version) / "manifest.json").chmod(0o600)
+    # What loaders before the fix left: 0700 version folders, 0600 manifests and `current` (every version:
+    # one still readable would be served instead, as the start-up fallback to an installed version does).
+    installed = repo.installed_versions()
+    assert version in installed
+    for each in installed:
+        repo.version_dir(each).chmod(0o700)
+        (repo.version_dir(each) / "manifest.json").chmod(0o600)
     repo.current_path.chmod(0o600)
     inference = stack.restart_module("inference")
     url = stack.endpoints.inference_url

@@ -82,6 +82,8 @@ def make_settings(root: Path, **overrides: Any) -> LoaderSettings:
         "progress_interval": 0.0,
         "read_timeout": 5.0,
         "connect_timeout": 5.0,
+        # No inference module here: `ready` at once (tests that play its part set a timeout).
+        "serve_confirm_timeout": 0.0,
         # Never the environment's proxy: tests that want one say so.
         "https_proxy": None,
         "no_proxy": "",

@@ -177,3 +177,44 @@ async def test_unparsable_status_and_stale_refusals_change_nothing(
         await hub.deliver_input(InputMessage(input_name="Elsewhere", data=refused("v1").to_json_bytes()))
         await hub.deliver_input(status_message(refused("v0", serving="v1")))
         assert update(hub)["state"] == "ready" and repo.current_version() == "v1"
+
+
+def announced(hub: FakeEdgeHubClient, version: str) -> bool:
+    return version in [message["version"] for message in announcements(hub)]
+
+
+@pytest.mark.integration
+async def test_ready_waits_for_the_inference_module_and_a_refused_version_is_never_ready(
+    azurite: Azurite, model_root: Any, client: httpx.AsyncClient
+) -> None:
+    settings = make_settings(model_root, ca_file=azurite.ca_file, serve_confirm_timeout=60)
+    hub = FakeEdgeHubClient()
+    async with running_loader(settings, hub, client):
+        await hub.push_desired(publish(azurite, model_zip("onnx", padding=1), "v1"))
+        await hub.wait_until(lambda: announced(hub, "v1"))
+        assert update(hub)["state"] == "installing"  # announced, not yet serving
+        await hub.deliver_input(serving("v1"))
+        await wait_state(hub, "ready", "v1")
+
+        await hub.push_desired(publish(azurite, model_zip("onnx", padding=2), "v2"))
+        await hub.wait_until(lambda: announced(hub, "v2"))
+        await hub.deliver_input(status_message(refused("v2", serving="v1")))
+        await wait_state(hub, "rejected", "v2")
+    reported = [p["ModelUpdate"] for p in hub.reported_patches if "ModelUpdate" in p]
+    assert [(u["state"], u["version"]) for u in reported if u["state"] in ("ready", "rejected")] == [
+        ("ready", "v1"),
+        ("rejected", "v2"),
+    ]
+    assert ModelRepository(model_root).current_version() == "v1"
+
+
+@pytest.mark.integration
+async def test_without_a_word_from_the_inference_module_ready_comes_after_the_bound(
+    azurite: Azurite, model_root: Any, client: httpx.AsyncClient
+) -> None:
+    settings = make_settings(model_root, ca_file=azurite.ca_file, serve_confirm_timeout=0.2)
+    hub = FakeEdgeHubClient()
+    async with running_loader(settings, hub, client):
+        await hub.push_desired(publish(azurite, model_zip("onnx"), "v1"))
+        await wait_state(hub, "ready", "v1")
+    assert ModelRepository(model_root).current_version() == "v1"

@@ -43,6 +43,7 @@ from loader_module.install import (
 from loader_module.progress import ProgressThrottle
 from loader_module.rejection import Rejection, plan_rejection, protected_versions, remember_served
 from loader_module.reporting import Reporter
+from loader_module.serving import ServingWatch
 from loader_module.settings import LoaderSettings
 from loader_module.state import LoaderState, StateStore, UpdateRecord, target_key, url_digest
 from loader_module.unpack import UnpackLimits, remove_tree, unpack_model
@@ -116,6 +117,7 @@ class LoaderService:
         self._lock = asyncio.Lock()
         self._stopped = False
         self._refresher: asyncio.Task[None] | None = None
+        self._serving = ServingWatch()
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self, handlers: Handlers) -> None:
@@ -416,7 +418,10 @@ class LoaderService:
             if done is not None:
                 await asyncio.to_thread(discard, done)
         await self._apply_retention(job.key)
+        self._serving.expect(manifest.version)
         await self._announce(manifest)
+        if self._state.announced_version == manifest.version:  # a refusal cancels this wait (and the job)
+            await self._serving.wait(self._settings.serve_confirm_timeout)
         finished = self._clock.now()
         self._state.update = None
         await self._save()
@@ -776,6 +781,7 @@ class LoaderService:
             return
         async with self._lock:
             if status.state == "serving":
+                self._serving.heard_serving(status.version)
                 served = remember_served(self._state.served_versions, status.version)
                 if served != self._state.served_versions:
                     self._state.served_versions = served

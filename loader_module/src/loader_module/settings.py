@@ -79,6 +79,15 @@ class LoaderSettings(ServiceSettings):
         gt=0,
         description="After a failed download, seconds until the update is tried again (`nextRetryAt`).",
     )
+    serve_confirm_timeout: float = Field(
+        default=130.0,
+        ge=0,
+        le=3600,
+        description="After announcing a new version, seconds to wait for the inference module to say it "
+        "serves it (or refuses it: then `rejected`) before reporting `ready` anyway; `ModelUpdate` stays "
+        "`installing` meanwhile. 130: longer than the inference module's load timeout (120 s), so a load "
+        "that times out is heard of. 0 reports `ready` at once (no inference module, or no route).",
+    )
     progress_interval: float = Field(
         default=5.0, ge=0, description="Least seconds between two progress reports while downloading."
     )
