@@ -4,8 +4,9 @@ The whole local stack runs (Azurite, the edgeHub simulator, loader and inference
 `deployment.json` says). Each update publishes a fixture ZIP under a new version with `demo.publish`
 (blob upload + twin PATCH) and polls `/model` every 10 ms until that version serves. Download time is a
 plain GET of the same SAS URL; model load time is the swap's build step in a fresh interpreter. The
-loader's reported `startedAt` / `finishedAt` split the rest into twin delivery, the loader's own work, and
-announce + swap.
+loader's reported `startedAt` / `finishedAt` split the rest into twin delivery and the loader's work up to
+the inference module's word that it serves the version (announce + swap included, as the loader reports
+`ready` only then); the last figure is how long after `/model` shows it the loader reports `ready`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,6 +42,11 @@ def _wait_serving(client: httpx.Client, url: str, version: str) -> datetime:
             return datetime.now(UTC)
         time.sleep(0.01)
     raise TimeoutError(f"version {version} was not serving after {SERVE_TIMEOUT:.0f} s")
+
+
+def _ready_update(stack: LocalStack, version: str) -> dict[str, Any] | None:
+    update: dict[str, Any] = stack.reported("loader").get("ModelUpdate") or {}
+    return update if update.get("version") == version and update.get("state") == "ready" else None
 
 
 def _download_seconds(stack: LocalStack, ca_file: Path) -> float:
@@ -84,7 +91,9 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
             publish(stack, catalog.path(fixture.zip_file), version)
             served_at = _wait_serving(client, url, version)
             total = time.perf_counter() - started
-            update = stack.reported("loader").get("ModelUpdate") or {}
+            update = stack.wait_for(
+                f"the loader to report {version} ready", lambda v=version: _ready_update(stack, v), timeout=60
+            )
             download = _download_seconds(stack, stack.endpoints.storage_ca_file)
             totals.append(total)
             downloads.append(download)
@@ -94,7 +103,7 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
                 ended = datetime.fromisoformat(update["finishedAt"])
                 delivery.append((began - started_at).total_seconds())
                 loader_work.append((ended - began).total_seconds())
-                swap.append((served_at - ended).total_seconds())
+                swap.append((ended - served_at).total_seconds())
     section.figure("desired PATCH (with blob upload) → new version serving", "s", totals, 3)
     section.figure("download alone (plain GET of the SAS URL)", "s", downloads, 3)
     section.figure("model load alone (fresh interpreter)", "s", [load.load_seconds], 3)
@@ -102,11 +111,14 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
     cause = "see the split below"
     if delivery:
         d = section.figure("  of which: upload + PATCH → loader starts (twin delivery)", "s", delivery, 3)
-        w = section.figure("  of which: loader work (download, verify, install, report)", "s", loader_work, 3)
-        s = section.figure("  of which: loader done → serving (announce, route, load, swap)", "s", swap, 3)
+        w = section.figure(
+            "  loader work (download, verify, install, announce, swap, the word back)", "s", loader_work, 3
+        )
+        s = section.figure("  serving → loader reports ready (InferenceStatus routed back)", "s", swap, 3)
         cause = (
             f"median split: {d.median:.2f} s upload + PATCH until the loader starts, {w.median:.2f} s "
-            f"loader work, {s.median:.2f} s announce → serving (wall clocks of the processes)"
+            f"loader work until the inference module says it serves, which the loader reports "
+            f"{s.median:.3f} s after `/model` shows it (wall clocks of the processes)"
         )
     section.goal(
         "update latency minus (download + model load)", "≤ 1 s", f"{over.median:.3f} s (median)",
