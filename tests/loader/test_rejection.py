@@ -3,13 +3,15 @@ edgeHub downloading from real Azurite."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from edge_shared.edgehub import InputMessage
+from edge_shared.edgehub import InputMessage, Twin
 from edge_shared.messages import INPUT_INFERENCE_STATUS, InferenceStatus
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
@@ -218,3 +220,36 @@ async def test_without_a_word_from_the_inference_module_ready_comes_after_the_bo
         await hub.push_desired(publish(azurite, model_zip("onnx"), "v1"))
         await wait_state(hub, "ready", "v1")
     assert ModelRepository(model_root).current_version() == "v1"
+
+
+@dataclass
+class QueuedRefusalHub(FakeEdgeHubClient):
+    """Delivers a queued `InferenceStatus` right after connecting, before the twin is read (as edgeHub
+    delivers what waited while the loader was down)."""
+
+    queued: InputMessage | None = None
+    delivered: asyncio.Task[None] | None = None
+
+    async def get_twin(self) -> Twin:
+        if self.queued is not None and self.delivered is None:
+            self.delivered = asyncio.create_task(self.deliver_input(self.queued))
+            await asyncio.sleep(0)  # a yield: the delivery starts, as the SDK's would, before the twin
+        return await super().get_twin()
+
+
+@pytest.mark.integration
+async def test_a_refusal_queued_while_the_loader_was_down_is_judged_against_the_desired_state(
+    azurite: Azurite, settings: LoaderSettings, client: httpx.AsyncClient
+) -> None:
+    hub = FakeEdgeHubClient()
+    async with running_loader(settings, hub, client):
+        await v1_served_then_v2_installed(hub, azurite)
+    restarted = QueuedRefusalHub(
+        desired=hub.desired, reported=hub.reported, queued=status_message(refused("v2", serving="v1"))
+    )
+    async with running_loader(settings, restarted, client):
+        await wait_state(restarted, "rejected", "v2")
+        assert restarted.delivered is not None
+        await restarted.delivered
+    assert ModelRepository(settings.model_root).current_version() == "v1"
+    assert [m["version"] for m in announcements(restarted)] == ["v1"]  # v2 is not made current again

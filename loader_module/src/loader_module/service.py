@@ -118,6 +118,7 @@ class LoaderService:
         self._stopped = False
         self._refresher: asyncio.Task[None] | None = None
         self._serving = ServingWatch()
+        self._twin_read = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self, handlers: Handlers) -> None:
@@ -134,6 +135,7 @@ class LoaderService:
         early, self._early_patches = self._early_patches or [], None
         for patch in early:
             self._apply_patch(patch)
+        self._twin_read.set()  # inputs queued while disconnected need the desired state to be judged
         await self._reannounce_if_needed()
         await self.reconcile()
         self._refresher = asyncio.create_task(self._refresh_twin_forever(), name="twin-refresh")
@@ -779,6 +781,7 @@ class LoaderService:
         except ValueError:
             logger.warning("an InferenceStatus message that does not parse was ignored")
             return
+        await self._twin_read.wait()
         async with self._lock:
             if status.state == "serving":
                 self._serving.heard_serving(status.version)
