@@ -59,7 +59,11 @@ def test_the_repository_manifest_loads() -> None:
     assert manifest.modules["inference"].env["INFERENCE_PORT"] == "8080"
     assert manifest.modules["loader"].desired == {}
     assert manifest.store_and_forward_ttl_secs == 7200
-    assert [route.name for route in manifest.routes] == ["loaderToInference", "loaderStatusToUpstream"]
+    assert [route.name for route in manifest.routes] == [
+        "loaderToInference",
+        "loaderStatusToUpstream",
+        "inferenceStatusToLoader",
+    ]
 
 
 def test_the_repository_manifest_routes_model_outputs_to_inference() -> None:
@@ -76,9 +80,21 @@ def test_the_repository_manifest_routes_status_upstream() -> None:
     ]
 
 
+def test_the_repository_manifest_routes_inference_status_to_the_loader() -> None:
+    routes = load_manifest(REPO_MANIFEST).routes
+    assert routes.deliveries(loader_output("InferenceStatus", module="inference")) == [
+        Delivery(Sink("module", "loader", "InferenceStatusInput"), 0, 86400, "inferenceStatusToLoader")
+    ]
+
+
 @pytest.mark.parametrize(
     "message",
-    [loader_output("Other"), loader_output("DLModelOutput", module="inference"), loader_output("DLModel")],
+    [
+        loader_output("Other"),
+        loader_output("DLModelOutput", module="inference"),
+        loader_output("DLModel"),
+        loader_output("InferenceStatus"),  # only the inference module's output goes to the loader
+    ],
 )
 def test_the_repository_manifest_routes_nothing_else(message: RoutableMessage) -> None:
     assert load_manifest(REPO_MANIFEST).routes.deliveries(message) == []

@@ -3,6 +3,8 @@ refused (real server, in-process fake edgeHub)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 from edge_shared.edgehub import InputMessage
 from edge_shared.messages import INPUT_MODEL, OUTPUT_INFERENCE_STATUS, InferenceStatus
 from edge_shared.reported import ActiveModel
+from edge_shared.repository import MANIFEST_FILE, ModelRepository
 from edge_tools.fixtures import FixtureCatalog
 from edgehub_sim.fake import FakeEdgeHubClient
 from inference_module.api import create_app
@@ -105,5 +108,19 @@ async def test_standalone_start_falls_back_too(model_root: Path, catalog: Fixtur
     install_model(model_root, catalog, "tiny-yolo-1", version="v1")
     install_model(model_root, catalog, "tiny-yolo-2", version="v2", model_bytes=CORRUPT_ONNX)
     async with serve(create_app(settings_for(model_root, edgehub=False))) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert await served(client) == "v1"
+
+
+async def test_the_fallback_reads_no_fifo_and_skips_versions_it_cannot_read(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    install_model(model_root, catalog, "tiny-yolo-2", version="v2")
+    install_model(model_root, catalog, "tiny-yolo-2", version="v3", model_bytes=CORRUPT_ONNX)
+    manifest = ModelRepository(model_root).version_dir("v2") / MANIFEST_FILE
+    manifest.unlink()
+    os.mkfifo(manifest)  # opened by name, it would block the start for ever
+    async with asyncio.timeout(60), serve(create_app(settings_for(model_root, edgehub=False))) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             assert await served(client) == "v1"

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from edge_shared.errors import RepositoryError
+from edge_shared.repository import MANIFEST_FILE, ModelRepository
 from inference_module.errors import ModelError, NoCurrentModelError
+from inference_module.files import require_regular
 from inference_module.service import ModelService
 from inference_module.slot import ModelIdentity
 
@@ -37,12 +40,7 @@ async def load_at_startup(service: ModelService) -> ModelIdentity | None:
 
 
 async def _fall_back(service: ModelService, failure: ModelError) -> ModelIdentity | None:
-    repository = service.repository
-    try:
-        current = await asyncio.to_thread(repository.current_version)
-    except RepositoryError:
-        current = None
-    installed = await asyncio.to_thread(repository.installed_versions)
+    current, installed = await asyncio.to_thread(_current_and_installed, service.repository)
     for version in installed:  # newest install first
         if version == current:
             continue
@@ -57,3 +55,27 @@ async def _fall_back(service: ModelService, failure: ModelError) -> ModelIdentit
         return identity
     logger.error("no installed version could be loaded; not ready until a new one arrives")
     return None
+
+
+def _current_and_installed(repository: ModelRepository) -> tuple[str | None, list[str]]:
+    """What `current` names (None when unreadable) and the installed versions, newest install first.
+
+    Only regular files are read: a FIFO as `current` or as a manifest would block the read for ever.
+    """
+    try:
+        require_regular(repository.current_path)
+        current = repository.current_version()
+    except (ModelError, RepositoryError):
+        current = None
+    found: list[tuple[datetime, str]] = []
+    if repository.models_dir.is_dir():
+        for entry in repository.models_dir.iterdir():
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            try:
+                require_regular(entry / MANIFEST_FILE)
+                manifest = repository.read_manifest(entry.name)
+            except (ModelError, RepositoryError, ValueError):
+                continue
+            found.append((manifest.installed_at, manifest.version))
+    return current, [version for _, version in sorted(found, reverse=True)]
