@@ -336,9 +336,7 @@ def corrupt_onnx_zip(catalog: FixtureCatalog, model_id: str, directory: Path) ->
     path = directory / f"{model_id}-corrupt.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(catalog.path(fixture.model_file).name, b"\x08garbage" * 64)
-        archive.writestr(
-            catalog.path(fixture.label_file).name, catalog.path(fixture.label_file).read_bytes()
-        )
+        archive.writestr(catalog.path(fixture.label_file).name, catalog.path(fixture.label_file).read_bytes())
     return path
 
 
