@@ -47,6 +47,9 @@ class ComposeTest:
     report: Callable[[str], None]
     timeout: float = 180.0
     timings: list[Timed] = field(default_factory=list)
+    #: Service → container id, kept once every container is healthy (they do not change afterwards), so
+    #: the polling stages do not ask the engine for the list on every exec.
+    ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def compose_env(self) -> dict[str, str]:
@@ -91,6 +94,7 @@ class ComposeTest:
                 time.sleep(max(0.0, min(2.0, deadline - time.monotonic())))
         if pending:
             raise ComposeTestFailed(f"not healthy within {self.timeout:.0f} s: {', '.join(sorted(pending))}")
+        self.ids = self.containers()
 
     def publish(self, version: str, zip_file: str) -> None:
         self._exec("edgehub", PUBLISH.format(zip=f"{FIXTURES}/{zip_file}", version=version), timeout=120)
@@ -123,7 +127,7 @@ class ComposeTest:
         raise ComposeTestFailed(f"/score did not answer with {version}: {answer}")
 
     def swap_under_load(self, old: str, version: str, zip_file: str) -> None:
-        argv = [self.engine.name, "exec", self.containers()["edgehub"], "python", "-m",
+        argv = [self.engine.name, "exec", self.ids["edgehub"], "python", "-m",
                 "edge_tools.images.probe", "load", INFERENCE_URL, IMAGE, "--since", old, "--until", version,
                 "--max-seconds", str(self.timeout)]  # fmt: skip
         env = {**os.environ, **self.engine.env}
@@ -170,13 +174,13 @@ class ComposeTest:
         return self.engine.run(["healthcheck", "run", container], timeout=60, check=False).returncode == 0
 
     def _exec(self, service: str, script: str, *, timeout: float) -> str:
-        container = self.containers()[service]
-        return self.engine.run(["exec", container, "sh", "-c", script], timeout=timeout).stdout
+        return self.engine.run(["exec", self.ids[service], "sh", "-c", script], timeout=timeout).stdout
 
     def _probe(self, *args: str) -> dict[str, Any]:
-        container = self.containers()["edgehub"]
         done = self.engine.run(
-            ["exec", container, "python", "-m", "edge_tools.images.probe", *args], timeout=60, check=False
+            ["exec", self.ids["edgehub"], "python", "-m", "edge_tools.images.probe", *args],
+            timeout=60,
+            check=False,
         )
         try:
             result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

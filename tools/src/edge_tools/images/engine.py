@@ -72,9 +72,6 @@ class Engine:
             [self.name, *args], env=self.env, timeout=timeout, check=check, quiet=quiet, cwd=cwd
         )
 
-    def image_exists(self, tag: str) -> bool:
-        return self.run(["image", "inspect", tag], timeout=60, check=False).returncode == 0
-
     def image_label(self, tag: str, label: str) -> str | None:
         done = self.run(
             ["image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', tag],
