@@ -164,3 +164,31 @@ def test_empty_desired_section_asks_for_nothing() -> None:
     assert desired_is_empty({"$version": 1})
     assert desired_is_empty({"FileName": "", "$version": 2})
     assert not desired_is_empty({"FileName": "x.zip"})
+
+
+def test_a_model_object_names_the_model_whole_and_top_level_keys_are_not_mixed_in() -> None:
+    # A layered deployment sets `Model`; an older per-device publish left top-level keys with a checksum
+    # the layer's object lacks. The layer's object must stand alone, so it fails for want of a checksum.
+    layered = {"FileName": "m-v2.zip", "DownloadUrl": SAS_URL, "Version": "v2"}
+    twin = {**reference_patch(ContentSHA256=SHA256_HEX), "Model": layered, "$version": 7}
+    error = problems_of(twin)
+    assert "ContentMD5" in str(error) or "checksum" in str(error).lower()
+    parsed = parse_desired({**twin, "Model": {**layered, "ContentMD5": MD5_HEX}})
+    assert (parsed.file_name, parsed.version, parsed.content_md5, parsed.content_sha256) == (
+        "m-v2.zip",
+        "v2",
+        MD5_HEX,
+        None,
+    )
+
+
+def test_without_a_model_object_the_top_level_keys_still_name_the_model() -> None:
+    assert parse_desired({**reference_patch(), "Model": None}).file_name == "tiny-yolov3-1.1.zip"
+    assert not desired_is_empty({"Model": {"FileName": "x.zip"}})
+    assert desired_is_empty({"Model": {"FileName": ""}, "FileName": "ignored.zip"})
+
+
+@pytest.mark.parametrize("value", ["m.zip", 3, ["m.zip"]])
+def test_a_model_that_is_not_an_object_is_refused_by_name(value: object) -> None:
+    assert not desired_is_empty({"Model": value})
+    assert problems_of({"Model": value}).fields == ["Model"]

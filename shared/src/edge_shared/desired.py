@@ -205,19 +205,46 @@ class DesiredModel(BaseModel):
         )
 
 
+#: The desired property that carries the whole model as one object. Fleet rollouts set it through IoT Hub
+#: layered deployments, whose merge replaces a path's value whole: a device then never combines one
+#: layer's `FileName` with another layer's `ContentMD5` (docs/fleet.md).
+MODEL_OBJECT = "Model"
+
+
+def model_section(properties: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The properties that name the model: the `Model` object when one is set, else the top level.
+
+    When `Model` is set, top-level model keys (from `edge-model publish` on one device) are ignored whole,
+    never mixed in.
+    """
+    found = properties.get(MODEL_OBJECT)
+    return found if isinstance(found, Mapping) else properties
+
+
+def _malformed_model(properties: Mapping[str, Any]) -> bool:
+    found = properties.get(MODEL_OBJECT)
+    return found is not None and not isinstance(found, Mapping)
+
+
 def desired_is_empty(properties: Mapping[str, Any]) -> bool:
     """A desired section that names no model (a fresh deployment) asks for nothing: the loader stays idle."""
-    return not any(properties.get(key) not in (None, "") for key in KNOWN_PROPERTIES)
+    section = model_section(properties)
+    return not _malformed_model(properties) and not any(
+        section.get(key) not in (None, "") for key in KNOWN_PROPERTIES
+    )
 
 
 def parse_desired(properties: Mapping[str, Any], *, allow_insecure_http: bool = False) -> DesiredModel:
-    """Validate a desired section (twin metadata like `$version` is ignored).
+    """Validate a desired section (twin metadata like `$version` is ignored), or its `Model` object.
 
     Raises `InvalidDesiredError` naming each bad field; messages never include the submitted values.
     """
+    section = model_section(properties)
+    if _malformed_model(properties):
+        raise InvalidDesiredError([(MODEL_OBJECT, "must be an object of model properties")])
     try:
         return DesiredModel.model_validate(
-            dict(properties), context={"allow_insecure_http": allow_insecure_http}
+            dict(section), context={"allow_insecure_http": allow_insecure_http}
         )
     except ValidationError as exc:
         raise InvalidDesiredError(_problems(exc)) from None

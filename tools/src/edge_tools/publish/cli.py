@@ -1,4 +1,4 @@
-"""`edge-model` command line: publish, status, rollback, keygen.
+"""`edge-model` command line: publish, status, rollback, keygen; rollout and fleet (edge_tools.rollout).
 
 `publish --delta-from BASE` also uploads an `emdelta/1` delta from BASE (docs/delta.md) and names it in
 `Delta` next to the full `DownloadUrl`; every published ZIP is kept in a local cache for later deltas.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -30,8 +29,13 @@ from edge_tools.publish.delta import (
     default_cache_dir,
 )
 from edge_tools.publish.hub import HubError, HubServiceClient
+from edge_tools.publish.options import add_hub_options, add_storage_options
 from edge_tools.publish.package import ModelPackage, PackageError, load_package
 from edge_tools.publish.signing import generate_key_pair, sign_digest
+from edge_tools.rollout import cli as rollout_cli
+from edge_tools.rollout.hub import HubCallError
+from edge_tools.rollout.plan import PlanError
+from edge_tools.rollout.runner import RolloutError
 
 
 class CliError(RuntimeError):
@@ -44,7 +48,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args, sys.stdout)
         return result
-    except (CliError, PackageError, ConnectionStringError, HubError, DeltaPublishError, OSError) as exc:
+    except (
+        CliError,
+        PackageError,
+        ConnectionStringError,
+        HubError,
+        DeltaPublishError,
+        OSError,
+        PlanError,
+        RolloutError,
+        HubCallError,
+    ) as exc:
         sys.stderr.write(f"edge-model: error: {redact(str(exc))}\n")
         return 2
 
@@ -91,39 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="published ZIPs kept for deltas (default $EDGE_MODEL_CACHE_DIR or ~/.cache/edge-model)",
     )
-    _hub_options(publish)
-    _storage_options(publish)
+    add_hub_options(publish, device=True)
+    add_storage_options(publish)
     publish.set_defaults(handler=cmd_publish)
 
     status = commands.add_parser("status", help="print both modules' reported properties")
     status.add_argument("--inference-module", default="inference")
-    _hub_options(status)
+    add_hub_options(status, device=True)
     status.set_defaults(handler=cmd_status)
 
     rollback = commands.add_parser("rollback", help="make an installed version current again (direct method)")
     rollback.add_argument("version", nargs="?", help="version to restore (default: the previous one)")
-    _hub_options(rollback)
+    add_hub_options(rollback, device=True)
     rollback.set_defaults(handler=cmd_rollback)
 
     keygen = commands.add_parser("keygen", help="create an Ed25519 key pair for signing models")
     keygen.add_argument("--out", type=Path, default=Path("."), help="folder for signing-key.pem / .pub.pem")
     keygen.set_defaults(handler=cmd_keygen)
+
+    rollout_cli.register(commands)
     return parser
-
-
-def _hub_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hub-connection-string", default=os.environ.get("EDGE_HUB_CONNECTION_STRING"))
-    parser.add_argument("--hub-ca-file", default=os.environ.get("EDGE_HUB_CA_FILE"))
-    parser.add_argument("--device-id", default=os.environ.get("EDGE_DEVICE_ID"))
-    parser.add_argument("--module", default="loader", help="loader module id (default: loader)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def _storage_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--storage-connection-string", default=os.environ.get("EDGE_STORAGE_CONNECTION_STRING")
-    )
-    parser.add_argument("--storage-ca-file", default=os.environ.get("EDGE_STORAGE_CA_FILE"))
 
 
 def _hub(args: argparse.Namespace) -> tuple[HubServiceClient, str]:

@@ -1,0 +1,25 @@
+"""Command-line options every `edge-model` command that reaches the hub or Blob Storage shares.
+
+Connection strings default to the environment so they never need to appear on a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_hub_options(parser: argparse.ArgumentParser, *, device: bool) -> None:
+    parser.add_argument("--hub-connection-string", default=os.environ.get("EDGE_HUB_CONNECTION_STRING"))
+    parser.add_argument("--hub-ca-file", default=os.environ.get("EDGE_HUB_CA_FILE"))
+    if device:
+        parser.add_argument("--device-id", default=os.environ.get("EDGE_DEVICE_ID"))
+    parser.add_argument("--module", default="loader", help="loader module id (default: loader)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-connection-string", default=os.environ.get("EDGE_STORAGE_CONNECTION_STRING")
+    )
+    parser.add_argument("--storage-ca-file", default=os.environ.get("EDGE_STORAGE_CA_FILE"))
