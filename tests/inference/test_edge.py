@@ -16,9 +16,9 @@ from edge_shared.messages import INPUT_MODEL, ModelAnnouncement
 from edge_shared.reported import ActiveModel
 from edge_shared.scoring import ScoreResponse
 from edge_tools.fixtures import FixtureCatalog
-from edgehub_sim.fake import FakeEdgeHubClient
 from inference_module.api import create_app
 from inference_module.settings import InferenceSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.inference.helpers import install_model, serve
 
 pytestmark = pytest.mark.integration

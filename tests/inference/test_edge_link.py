@@ -6,12 +6,12 @@ from pathlib import Path
 
 from edge_shared.edgehub import Handlers
 from edge_tools.fixtures import FixtureCatalog
-from edgehub_sim.fake import FakeEdgeHubClient
 from inference_module.edge import EdgeLink
 from inference_module.metrics import Metrics
 from inference_module.service import ModelService
 from inference_module.settings import InferenceSettings
 from inference_module.slot import ModelSlot
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.inference.helpers import GatedFactory, install_model
 
 

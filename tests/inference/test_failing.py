@@ -11,12 +11,12 @@ import pytest
 from edge_shared.edgehub import InputMessage
 from edge_shared.messages import INPUT_MODEL, OUTPUT_INFERENCE_STATUS, InferenceStatus, ModelAnnouncement
 from edge_tools.fixtures import FixtureCatalog
-from edgehub_sim.fake import FakeEdgeHubClient
 from inference_module.api import create_app
 from inference_module.errors import InferenceError
 from inference_module.failing import FailureStreak
 from inference_module.runtimes.base import RuntimeOptions
 from inference_module.settings import InferenceSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.inference.helpers import GatedDetector, GatedFactory, install_model, serve
 
 

@@ -15,9 +15,9 @@ from edge_shared.messages import INPUT_MODEL, OUTPUT_INFERENCE_STATUS, Inference
 from edge_shared.reported import ActiveModel
 from edge_shared.repository import MANIFEST_FILE, ModelRepository
 from edge_tools.fixtures import FixtureCatalog
-from edgehub_sim.fake import FakeEdgeHubClient
 from inference_module.api import create_app
 from inference_module.settings import InferenceSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.inference.helpers import install_model, serve
 
 pytestmark = pytest.mark.integration

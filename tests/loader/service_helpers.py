@@ -11,11 +11,11 @@ import httpx
 
 from edge_shared.edgehub import Handlers
 from edge_shared.messages import OUTPUT_MODEL, OUTPUT_STATUS
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.clock import Clock
 from loader_module.methods import LoaderMethods
 from loader_module.service import LoaderService
 from loader_module.settings import LoaderSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 
 
 @asynccontextmanager

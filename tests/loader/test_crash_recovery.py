@@ -17,8 +17,8 @@ import pytest
 
 from edge_shared.repository import MANIFEST_FILE, ModelRepository
 from edge_tools.azurite import Azurite
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.settings import LoaderSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.service_helpers import announcements, running_loader, wait_state
 

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.download import FLUSH_BYTES, Downloader, DownloadLimits
 from loader_module.edge import make_http_client
 from loader_module.errors import ChecksumMismatchError, DiskFullError, LoaderError, TooLargeError
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import desired_for, make_settings
 from tests.loader.https_server import HttpsServer, Receive, Send, serve_https
 from tests.loader.service_helpers import running_loader, update, wait_state

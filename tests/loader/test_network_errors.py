@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.edge import make_http_client
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.https_server import Receive, Send, serve_https, write_ca
 from tests.loader.service_helpers import running_loader, update, wait_state

@@ -24,11 +24,11 @@ import pytest
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy, Policy
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.download import Downloader, DownloadLimits
 from loader_module.edge import make_http_client
 from loader_module.errors import DownloadFailedError, SasExpiredError
 from loader_module.settings import LoaderSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.https_proxy import HttpsProxy
 from tests.loader.https_server import HttpsServer, Receive, Send, serve_https

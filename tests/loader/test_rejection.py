@@ -15,9 +15,9 @@ from edge_shared.edgehub import InputMessage, Twin
 from edge_shared.messages import INPUT_INFERENCE_STATUS, InferenceStatus
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.rejection import SERVED_HISTORY, plan_rejection, protected_versions, remember_served
 from loader_module.settings import LoaderSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.service_helpers import announcements, running_loader, status_events, update, wait_state
 

@@ -17,9 +17,9 @@ from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy, Policy
 from edge_tools.fixtures import digests
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.edge import make_http_client
 from loader_module.settings import LoaderSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import LABELS, ManualClock, desired_for, make_settings, model_zip, zip_bytes
 from tests.loader.service_helpers import (
     announcements,

@@ -22,10 +22,10 @@ from edge_tools.azurite import Azurite
 from edge_tools.delta import make_delta
 from edge_tools.faultproxy import FaultProxy, Policy
 from edge_tools.fixtures import build_yolo_onnx, coco_labels_text, digests, make_model_zip
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.edge import make_http_client
 from loader_module.settings import LoaderSettings
 from loader_module.state import StateStore
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import ManualClock, make_settings
 from tests.loader.service_helpers import running_loader, status_events, update, wait_state
 from tests.shared.test_delta_apply import ssd_zip, yolo_zip

@@ -20,9 +20,9 @@ from edge_shared.edgehub import Twin
 from edge_shared.merge_patch import apply_patch
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.service import TWIN_REFRESH_SECONDS
 from loader_module.settings import LoaderSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import ManualClock, desired_for, make_settings, model_zip
 from tests.loader.service_helpers import announcements, is_state, running_loader, update, wait_state
 

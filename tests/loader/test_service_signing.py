@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.settings import LoaderSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import make_settings
 from tests.loader.service_helpers import announcements, running_loader, status_events, update, wait_state
 from tests.loader.test_service_delta import delta_bytes, delta_desired, family_zips, full_desired

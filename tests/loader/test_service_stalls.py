@@ -21,8 +21,8 @@ import pytest
 
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.edge import make_http_client
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import ManualClock, desired_for, make_settings, model_zip
 from tests.loader.service_helpers import running_loader, update, wait_state
 from tests.reliability.invariants import assert_consistent

@@ -21,11 +21,11 @@ import pytest
 
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.edge import make_http_client
 from loader_module.errors import InvalidModelError, LoaderError, UnsafeArchiveError
 from loader_module.settings import LoaderSettings
 from loader_module.unpack import UnpackLimits, unpack_model
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.service_helpers import running_loader, update, wait_state
 from tests.reliability.corrupt_zips import (

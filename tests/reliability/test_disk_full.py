@@ -24,10 +24,10 @@ from PIL import Image
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy, Policy
-from edgehub_sim.fake import FakeEdgeHubClient
 from inference_module.api import create_app
 from inference_module.settings import InferenceSettings
 from loader_module.edge import make_http_client
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.inference.helpers import serve_in_thread
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.service_helpers import running_loader, update, wait_state

@@ -18,9 +18,9 @@ import pytest
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy, Policy
-from edgehub_sim.fake import FakeEdgeHubClient
 from loader_module.edge import make_http_client
 from loader_module.settings import LoaderSettings
+from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import desired_for, make_settings, model_zip
 from tests.loader.service_helpers import running_loader, status_events, update, wait_state
 from tests.loader.test_server_errors import Served, flaky_server  # noqa: F401  (fixture)

@@ -1,14 +1,14 @@
-"""Delta figures (issue 9) through `edge_tools.delta.bench` on the ~35 MB tiny-YOLOv3-shaped model."""
+"""Delta figures through `edge_tools.bench.delta_rows` on the ~35 MB tiny-YOLOv3-shaped model."""
 
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
+from edge_tools.bench.delta_rows import EXTRA_ROWS, DeltaBenchOptions
+from edge_tools.bench.delta_rows import run as run_delta
 from edge_tools.bench.profile import Profile
 from edge_tools.bench.results import SectionResult
-from edge_tools.delta.bench import EXTRA_ROWS
-from edge_tools.delta.bench import run as run_delta
 
 #: change (a row of the delta bench) → largest share of the new ZIP the delta may take.
 SHARE_GOALS = {
@@ -26,7 +26,7 @@ def run(profile: Profile, work: Path) -> SectionResult:
         key="delta",
         title="Delta updates",
         setup=(
-            "`edge_tools.delta.bench`: the tiny-YOLOv3-interface fixture plus initializers shaped like "
+            "`edge_tools.bench.delta_rows`: the tiny-YOLOv3-interface fixture plus initializers shaped like "
             "tiny-YOLOv3's 13 convolutions (35.5 MB ONNX, deflated ZIP ~32.9 MB), packed as "
             "`edge-model publish <folder>` packs it (model in independent 1 MiB deflate chunks); the last "
             "rows repeat the full fine-tune with ZIPs written elsewhere. Share = delta / new ZIP; "
@@ -35,7 +35,7 @@ def run(profile: Profile, work: Path) -> SectionResult:
         ),
     )
     work.mkdir(parents=True, exist_ok=True)
-    rows = run_delta(repeat, work)
+    rows = run_delta(DeltaBenchOptions(repeat=repeat), work)
     for row in rows:
         section.figure(f"{row.change}: delta / new ZIP ({row.decision})", "%", [100 * row.share], 2)
         section.figure(f"{row.change}: diff (`make_delta`, publisher side)", "s", [row.diff_seconds], 2)

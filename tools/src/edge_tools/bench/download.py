@@ -1,6 +1,7 @@
 """Section 3: the loader's download vs. plain streaming httpx, from Azurite over HTTPS on loopback.
 
-Reuses `edge_tools.bench_download` (a fresh interpreter per download, so peak RSS is the download's own):
+Each download is `edge_tools.bench.download_probe.probe` (a fresh interpreter, so peak RSS is the
+download's own):
 throughput side by side (the two alternate run by run), RSS growth at two sizes, and a cut at 50 %
 through the fault proxy, resumed with Range + If-Match.
 """
@@ -10,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import resource
 import statistics
 import time
 from pathlib import Path
 
 from edge_tools.azurite import Azurite
+from edge_tools.bench.download_probe import Measurement, MiB, probe, write_random_blob
 from edge_tools.bench.profile import Profile
 from edge_tools.bench.results import SectionResult
-from edge_tools.bench_download import MiB, _run_child, _write_blob
 from edge_tools.faultproxy import FaultProxy, Policy
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 def _upload(azurite: Azurite, work: Path, mib: int) -> tuple[str, int]:
     """A random blob of `mib` MiB named for its size; its name and checksum (as the child reports it)."""
     path = work / f"blob-{mib}.bin"
-    expected = _write_blob(path, mib * MiB)
+    expected = write_random_blob(path, mib * MiB)
     name = f"blob-{mib}.zip"
     with azurite.service_client() as service, path.open("rb") as data:
         container = service.get_container_client("bench")
@@ -64,19 +64,10 @@ def write_rate(work: Path, mib: int = 64) -> float:
     return mib / seconds
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _fetch(
-    url: str, azurite: Azurite, work: Path, expected: int, size: int, *, raw: bool
-) -> dict[str, float]:
-    """One download in a fresh interpreter; its figures plus `cpu_seconds`, the child's CPU time."""
-    cpu = _children_cpu()
-    result = _run_child(url, azurite.ca_file, work, raw=raw)
-    result["cpu_seconds"] = _children_cpu() - cpu
-    if result["bytes"] != size or (not raw and result["sha256"] != expected):
+def _fetch(url: str, azurite: Azurite, work: Path, expected: int, size: int, *, raw: bool) -> Measurement:
+    """One download in a fresh interpreter, checked against the blob's size and checksum."""
+    result = probe(url, azurite.ca_file, work, plain=raw)
+    if result.bytes != size or (not raw and result.checksum != expected):
         raise RuntimeError("the downloaded bytes differ from the blob")
     return result
 
@@ -90,9 +81,9 @@ def run(profile: Profile, work: Path) -> SectionResult:
             "Azurite over HTTPS on loopback; the loader's `Downloader` (httpx streaming, MD5 + SHA-256 "
             f"while streaming, 1 MiB writes, fsync) vs. plain httpx streaming the same {mib} MiB blob with "
             f"no hashing and no file, alternating, {runs} runs each, a fresh interpreter per run "
-            "(`edge_tools.bench_download`). RSS growth = peak RSS (VmHWM) minus the RSS after imports, at "
-            f"{small} and {large} MiB. Cut: the fault proxy closes the connection at 50 %; the loader "
-            "resumes."
+            "(`edge_tools.bench.download_probe`). RSS growth = peak RSS (VmHWM) minus the RSS after "
+            f"imports, at {small} and {large} MiB. Cut: the fault proxy closes the connection at 50 %; "
+            "the loader resumes."
         ),
     )
     work.mkdir(parents=True, exist_ok=True)
@@ -109,8 +100,8 @@ def run(profile: Profile, work: Path) -> SectionResult:
             rates = {}
             for raw in order:
                 result = _fetch(url, azurite, work, expected, mib * MiB, raw=raw)
-                rates[raw] = result["bytes"] / MiB / result["seconds"]
-                (plain_cpu if raw else loader_cpu).append(1000 * result["cpu_seconds"] / mib)
+                rates[raw] = result.bytes / MiB / result.seconds
+                (plain_cpu if raw else loader_cpu).append(1000 * result.cpu_seconds / mib)
             loader_rates.append(rates[False])
             plain_rates.append(rates[True])
             ratios.append(rates[False] / rates[True])
@@ -121,15 +112,15 @@ def run(profile: Profile, work: Path) -> SectionResult:
                 _fetch(azurite.sas_url("bench", blob), azurite, work, checksum, size * MiB, raw=False)
                 for _ in range(runs)
             ]
-            growth[size] = [r["peak_mib"] - r["baseline_mib"] for r in results]
+            growth[size] = [r.peak_mib - r.baseline_mib for r in results]
         cut_shares, cut_attempts = [], []
         with FaultProxy(azurite.port) as proxy:
             for _ in range(runs):
                 proxy.set_policies([Policy(cut_after=mib * MiB // 2), Policy()])
                 result = _fetch(azurite.sas_url("bench", name, port=proxy.port), azurite, work, expected,
                                 mib * MiB, raw=False)  # fmt: skip
-                cut_shares.append(result["fetched"] / result["bytes"])
-                cut_attempts.append(result["attempts"])
+                cut_shares.append(result.fetched / result.bytes)
+                cut_attempts.append(result.attempts)
     hashing = section.figure(
         "MD5 + SHA-256 alone (in process)", "MiB/s", [hash_rate() for _ in range(runs)], 0
     )

@@ -1,13 +1,15 @@
-"""Throughput of the simulator with the real SDK on loopback.
+"""Throughput of the edgeHub simulator with the real SDK on loopback.
 
-`python -m edgehub_sim.bench [--clients 5] [--messages 500] [--repeat 3]` starts a simulator on a
-loopback address in a temp dir and measures, per repetition:
+`python -m edge_tools.bench.simulator_rates [--clients 5] [--messages 500] [--repeat 3]` starts a
+simulator on a loopback address in a temp dir and measures, per repetition:
 - upstream: N module clients each sending M outputs (one at a time, awaiting PUBACK), routed to
   `$upstream`; messages/s from the first send to the last record.
 - routed: one module sends M outputs (awaiting each PUBACK) routed to another module's input;
   messages/s until the receiving SDK handler has them all.
-Prints min/median/max (architecture §12).
+Prints min/median/max; section 6 of `make bench` (`edge_tools.bench.simulator`) runs the same.
 """
+
+from __future__ import annotations
 
 import argparse
 import asyncio
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -26,6 +29,26 @@ from azure.iot.device import Message
 from azure.iot.device.aio import IoTHubModuleClient
 
 from edgehub_sim.server import EdgeHubSimulator
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorBenchOptions:
+    """What one run measures: `clients` senders upstream, `messages` each, `repeat` times, on `bind`."""
+
+    clients: int = 5
+    messages: int = 500
+    repeat: int = 3
+    bind: str = "127.0.0.123"
+    """The simulator's loopback address."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorRates:
+    """Messages per second, one value per repetition."""
+
+    upstream: list[float] = field(default_factory=list)
+    routed: list[float] = field(default_factory=list)
+
 
 _ROUTE = 'FROM /messages/modules/sender/outputs/Data INTO BrokeredEndpoint("/modules/receiver/inputs/Data")'
 
@@ -98,32 +121,37 @@ async def _routed_rate(simulator: EdgeHubSimulator, messages: int) -> float:
     return messages / elapsed
 
 
-async def _run(args: argparse.Namespace) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"upstream": [], "routed": []}
+async def measure(options: SimulatorBenchOptions) -> SimulatorRates:
+    """Start a simulator in a temp dir and measure both paths `options.repeat` times."""
+    rates = SimulatorRates()
     with tempfile.TemporaryDirectory(prefix="ehs-bench-") as tmp:
         manifest = Path(tmp) / "deployment.json"
-        manifest.write_text(json.dumps(_manifest(args.clients)))
-        with EdgeHubSimulator(manifest, Path(tmp) / "state", bind=args.bind) as simulator:
-            for _ in range(args.repeat):
-                results["upstream"].append(await _upstream_rate(simulator, args.clients, args.messages))
-                results["routed"].append(await _routed_rate(simulator, args.messages))
-    return results
+        manifest.write_text(json.dumps(_manifest(options.clients)))
+        with EdgeHubSimulator(manifest, Path(tmp) / "state", bind=options.bind) as simulator:
+            for _ in range(options.repeat):
+                rates.upstream.append(await _upstream_rate(simulator, options.clients, options.messages))
+                rates.routed.append(await _routed_rate(simulator, options.messages))
+    return rates
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write a small table to stdout."""
-    parser = argparse.ArgumentParser(prog="python -m edgehub_sim.bench", description=__doc__)
-    parser.add_argument("--clients", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--bind", default="127.0.0.123")
+    defaults = SimulatorBenchOptions()
+    parser = argparse.ArgumentParser(prog="python -m edge_tools.bench.simulator_rates", description=__doc__)
+    parser.add_argument("--clients", type=int, default=defaults.clients, help="upstream senders")
+    parser.add_argument("--messages", type=int, default=defaults.messages, help="messages per sender")
+    parser.add_argument("--repeat", type=int, default=defaults.repeat, help="repetitions")
+    parser.add_argument("--bind", default=defaults.bind, help="the simulator's loopback address")
     args = parser.parse_args(argv)
-    results = asyncio.run(_run(args))
+    options = SimulatorBenchOptions(
+        clients=args.clients, messages=args.messages, repeat=args.repeat, bind=args.bind
+    )
+    rates = asyncio.run(measure(options))
     out = sys.stdout
-    out.write(f"clients={args.clients} messages/client={args.messages} repeat={args.repeat}\n")
+    out.write(f"clients={options.clients} messages/client={options.messages} repeat={options.repeat}\n")
     out.write("| path | min msg/s | median msg/s | max msg/s |\n|---|---|---|---|\n")
-    for name, rates in results.items():
-        out.write(f"| {name} | {min(rates):.0f} | {statistics.median(rates):.0f} | {max(rates):.0f} |\n")
+    for name, values in (("upstream", rates.upstream), ("routed", rates.routed)):
+        out.write(f"| {name} | {min(values):.0f} | {statistics.median(values):.0f} | {max(values):.0f} |\n")
     return 0
 
 

@@ -1,6 +1,6 @@
-"""Delta figures on a ~35 MB model with the fixtures' interface (docs/delta.md, issue 9).
+"""Delta figures on a ~35 MB model with the fixtures' interface (docs/delta.md).
 
-    python -m edge_tools.delta.bench [--repeat 3] [--json OUT]
+    python -m edge_tools.bench.delta_rows [--repeat 3] [--json OUT] [--deflate-options]
 
 The model is the tiny-YOLOv3-interface fixture (`build_yolo_onnx("v1")`) plus initializers shaped like
 tiny-YOLOv3's 13 convolutions (8.85 M float32 parameters, He-normal, fixed seed). For each change the
@@ -9,7 +9,7 @@ deflate chunks, `edge_tools.publish.zipwriter`), times `make_delta`, then applie
 process per repetition (time, the share of it spent re-deflating, peak RSS above the process's baseline)
 and checks the rebuilt ZIP is byte-identical. Shares are of the new deflated ZIP. Two extra rows repeat
 the full fine-tune with ZIPs from elsewhere: one level-6 stream per member, as `zipfile` writes, and the
-model stored.
+model stored. Section 7 of `make bench` (`edge_tools.bench.delta`) runs the same rows.
 """
 
 from __future__ import annotations
@@ -105,6 +105,14 @@ EXTRA_ROWS: dict[str, Packing] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class DeltaBenchOptions:
+    """`repeat` applies per change, on a model of tiny-YOLOv3's first `layers` convolutions."""
+
+    repeat: int = 3
+    layers: int = len(_LAYERS)
+
+
 @dataclass
 class Row:
     change: str
@@ -130,7 +138,9 @@ def _zip(model: bytes, labels: str, packing: Packing) -> bytes:
     return write_zip(entries)
 
 
-def run(repeat: int, work: Path, layers: int = len(_LAYERS)) -> list[Row]:
+def run(options: DeltaBenchOptions, work: Path) -> list[Row]:
+    """Every change's row: delta size and decision, diff time, apply time and peak in fresh processes."""
+    repeat, layers = options.repeat, options.layers
     weights = base_weights(layers=layers)
     base_model = build_model(weights)
     base_zip = _zip(base_model, coco_labels_text(), "publish")
@@ -155,9 +165,9 @@ def run(repeat: int, work: Path, layers: int = len(_LAYERS)) -> list[Row]:
         times, deflates, peaks = [], [], []
         for _ in range(repeat):
             measured = _apply_in_subprocess(delta_path, base_dir, work / "out.zip", expected)
-            times.append(measured["seconds"])
-            deflates.append(measured["deflate_seconds"])
-            peaks.append(measured["peak_mb"])
+            times.append(measured.seconds)
+            deflates.append(measured.deflate_seconds)
+            peaks.append(measured.peak_mb)
         rows.append(
             Row(
                 change=change,
@@ -176,11 +186,21 @@ def run(repeat: int, work: Path, layers: int = len(_LAYERS)) -> list[Row]:
     return rows
 
 
-def _apply_in_subprocess(delta: Path, base_dir: Path, out: Path, expected: str) -> dict[str, float]:
+@dataclass(frozen=True, slots=True)
+class ApplyMeasurement:
+    """One `apply_delta` in a fresh process."""
+
+    seconds: float
+    deflate_seconds: float
+    peak_mb: float
+    """Peak RSS above the process's baseline after its imports."""
+
+
+def _apply_in_subprocess(delta: Path, base_dir: Path, out: Path, expected: str) -> ApplyMeasurement:
     command = [
         sys.executable,
         "-m",
-        "edge_tools.delta.bench",
+        "edge_tools.bench.delta_rows",
         "--apply-one",
         str(delta),
         str(base_dir),
@@ -188,11 +208,10 @@ def _apply_in_subprocess(delta: Path, base_dir: Path, out: Path, expected: str) 
         expected,
     ]
     result = subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
-    measured: dict[str, float] = json.loads(result.stdout)
-    return measured
+    return ApplyMeasurement(**json.loads(result.stdout))
 
 
-def _apply_one(delta: Path, base_dir: Path, out: Path, expected: str) -> dict[str, float]:
+def _apply_one(delta: Path, base_dir: Path, out: Path, expected: str) -> ApplyMeasurement:
     """Apply once in this (fresh) process: wall time and peak RSS above the post-import baseline."""
     from edge_shared.delta import apply_delta
 
@@ -205,11 +224,7 @@ def _apply_one(delta: Path, base_dir: Path, out: Path, expected: str) -> dict[st
     peak = _status_kib("VmHWM")
     if hashlib.sha256(out.read_bytes()).hexdigest() != expected or result.zip_sha256 != expected:
         raise SystemExit("rebuilt ZIP differs from the target")
-    return {
-        "seconds": seconds,
-        "deflate_seconds": result.deflate_seconds,
-        "peak_mb": (peak - baseline) * 1024 / 1e6,
-    }
+    return ApplyMeasurement(seconds, result.deflate_seconds, (peak - baseline) * 1024 / 1e6)
 
 
 def _status_kib(field: str) -> int:
@@ -267,8 +282,11 @@ def _bytes(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        prog="python -m edge_tools.bench.delta_rows",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument("--repeat", type=int, default=DeltaBenchOptions().repeat, help="applies per change")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument(
         "--apply-one", nargs=4, metavar=("DELTA", "BASE_DIR", "OUT", "SHA256"), help=argparse.SUPPRESS
@@ -282,10 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.apply_one:
         delta, base_dir, out, expected = args.apply_one
-        sys.stdout.write(json.dumps(_apply_one(Path(delta), Path(base_dir), Path(out), expected)) + "\n")
+        measured = _apply_one(Path(delta), Path(base_dir), Path(out), expected)
+        sys.stdout.write(json.dumps(asdict(measured)) + "\n")
         return 0
     with tempfile.TemporaryDirectory(prefix="delta-bench-") as tmp:
-        rows = run(args.repeat, Path(tmp))
+        rows = run(DeltaBenchOptions(repeat=args.repeat), Path(tmp))
     sys.stdout.write(markdown(rows) + "\n")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgehub_sim.bench import main
+from edge_tools.bench.simulator_rates import main
 from tests.edgehub_sim.conftest import random_loopback
 
 pytestmark = pytest.mark.integration

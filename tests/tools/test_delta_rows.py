@@ -1,4 +1,4 @@
-"""The delta figures script (`python -m edge_tools.delta.bench`) on a 0.4 MB cut of its model: every row
+"""The delta figures script (`python -m edge_tools.bench.delta_rows`) on a 0.4 MB cut of its model: every row
 is produced, applied in a fresh process, checked byte-identical, and the deflate table is well formed."""
 
 from __future__ import annotations
@@ -6,8 +6,9 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from edge_tools.delta.bench import (
+from edge_tools.bench.delta_rows import (
     EXTRA_ROWS,
+    DeltaBenchOptions,
     base_weights,
     build_model,
     deflate_options,
@@ -18,7 +19,9 @@ from edge_tools.delta.bench import (
 
 
 def test_every_row_is_measured_and_the_retrain_ships_the_full_zip(tmp_path: Path) -> None:
-    rows = run(1, tmp_path, layers=4)  # the first four convolutions: 0.1 M parameters
+    rows = run(
+        DeltaBenchOptions(repeat=1, layers=4), tmp_path
+    )  # the first four convolutions: 0.1 M parameters
     by_change = {row.change: row for row in rows}
     assert list(by_change) == [*scenarios(4), *EXTRA_ROWS]
     for row in rows:
