@@ -88,7 +88,10 @@ def test_the_stand_in_tree_alone_keeps_every_contract(tmp_path: Path) -> None:
         (("inference_module.runtimes.web", "import fastapi"), "Runtimes know no HTTP layer"),
         (("inference_module.runtimes.api", "from inference_module.api import x"), "Runtimes know no HTTP"),
         (("loader_module.sdk", "from azure.iot.device import Message"), "Only the adapter imports"),
-        (("edge_tools.helper", "from tests.fake_edgehub import FakeEdgeHubClient"), "never imports the tests"),
+        (
+            ("edge_tools.helper", "from tests.fake_edgehub import FakeEdgeHubClient"),
+            "never imports the tests",
+        ),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(
