@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from tests.edgehub_sim.conftest import random_loopback
 pytestmark = pytest.mark.integration
 
 
-def serve(manifest: Path, state_dir: Path, bind: str) -> subprocess.Popen[bytes]:
+def serve(manifest: Path, state_dir: Path, bind: str, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -30,10 +32,32 @@ def serve(manifest: Path, state_dir: Path, bind: str) -> subprocess.Popen[bytes]
             bind,
             "--log-level",
             "WARNING",
+            *extra,
         ],
         env=os.environ | {"PYTHONWARNINGS": "error::ResourceWarning"},
         stderr=subprocess.PIPE,
     )
+
+
+@contextmanager
+def serving(manifest: Path, state_dir: Path, bind: str, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`serve` for the block's duration; killed (if still running) and its pipe closed afterwards."""
+    process = serve(manifest, state_dir, bind, *extra)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+def serve_to_end(manifest: Path, state_dir: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    """Run `serve` expecting it to exit by itself (a refused start), bounded in time."""
+    command = [sys.executable, "-m", "edgehub_sim", "serve", "--manifest", str(manifest)]
+    command += ["--state-dir", str(state_dir), "--bind", random_loopback(), *extra]
+    return subprocess.run(command, capture_output=True, timeout=60, check=False)
 
 
 def wait_ready(process: subprocess.Popen[bytes], ready: Path, timeout: float = 30.0) -> None:
@@ -47,8 +71,7 @@ def wait_ready(process: subprocess.Popen[bytes], ready: Path, timeout: float = 3
 
 def test_serve_writes_files_then_ready_and_stops_on_sigterm(manifest_path: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    process = serve(manifest_path, state, random_loopback())
-    try:
+    with serving(manifest_path, state, random_loopback()) as process:
         wait_ready(process, state / "ready")
         assert sorted(p.name for p in (state / "env").iterdir()) == sorted(
             f"{m}.env" for m in ["sender", "receiver", "m1", "m2", "m3", "m4", "m5"]
@@ -60,12 +83,6 @@ def test_serve_writes_files_then_ready_and_stops_on_sigterm(manifest_path: Path,
         assert process.wait(timeout=5) == 0
         assert time.monotonic() - started < 2.0
         assert not (state / "ready").exists()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 def test_restart_keeps_keys_and_ca(manifest_path: Path, tmp_path: Path) -> None:
@@ -73,8 +90,7 @@ def test_restart_keeps_keys_and_ca(manifest_path: Path, tmp_path: Path) -> None:
     bind = random_loopback()
     snapshots = []
     for _ in range(2):
-        process = serve(manifest_path, state, bind)
-        try:
+        with serving(manifest_path, state, bind) as process:
             wait_ready(process, state / "ready")
             snapshots.append(
                 (
@@ -85,34 +101,13 @@ def test_restart_keeps_keys_and_ca(manifest_path: Path, tmp_path: Path) -> None:
             )
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=5) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            if process.stderr:
-                process.stderr.close()
     assert snapshots[0] == snapshots[1]
 
 
 def test_bad_manifest_exits_1_with_a_clear_message(tmp_path: Path) -> None:
     manifest = tmp_path / "bad.json"
     manifest.write_text(json.dumps({"modulesContent": {}}))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgehub_sim",
-            "serve",
-            "--manifest",
-            str(manifest),
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--bind",
-            random_loopback(),
-        ],
-        capture_output=True,
-        timeout=60,
-    )
+    result = serve_to_end(manifest, tmp_path / "s")
     assert result.returncode == 1
     assert b"cannot start the simulator" in result.stderr
     assert not (tmp_path / "s" / "ready").exists()

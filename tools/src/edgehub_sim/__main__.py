@@ -1,7 +1,9 @@
-"""`python -m edgehub_sim serve --manifest deployment.json --state-dir DIR [--bind IP] [--service-port N]`.
+"""`python -m edgehub_sim serve --manifest deployment.json --state-dir DIR [--bind IP] [--service-port N]
+[--devices N | --device-list FILE] [--deployment-interval SECONDS]`.
 
-Writes `DIR/env/<module>.env`, `DIR/ca.pem`, `DIR/service.connstr`, then `DIR/ready`; runs until SIGTERM
-or SIGINT, then stops cleanly (well within 2 s).
+Writes `DIR/env/<module>.env` (a fleet: `DIR/devices.txt` and `DIR/devices/<id>/env/<module>.env`),
+`DIR/ca.pem`, `DIR/service.connstr`, then `DIR/ready`; runs until SIGTERM or SIGINT, then stops cleanly
+(well within 2 s).
 """
 
 import argparse
@@ -13,8 +15,15 @@ from pathlib import Path
 from types import FrameType
 
 from edge_shared.logs import configure_logging
+from edgehub_sim.deployments.engine import DEFAULT_INTERVAL_SECS
 from edgehub_sim.errors import SimulatorError
-from edgehub_sim.server import DEFAULT_DEVICE_ID, DEFAULT_HUB_NAME, DEFAULT_SERVICE_PORT, EdgeHubSimulator
+from edgehub_sim.server import (
+    DEFAULT_DEVICE_ID,
+    DEFAULT_HUB_NAME,
+    DEFAULT_SERVICE_PORT,
+    EdgeHubSimulator,
+    numbered_devices,
+)
 
 logger = logging.getLogger("edgehub_sim")
 
@@ -52,7 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
         "each module runs as its own user, as in containers)",
     )
     serve.add_argument("--hub-name", default=DEFAULT_HUB_NAME, help="IoT Hub host name")
-    serve.add_argument("--device-id", default=DEFAULT_DEVICE_ID, help="Edge device id")
+    serve.add_argument("--device-id", default=DEFAULT_DEVICE_ID, help="Edge device id (single device)")
+    fleet = serve.add_mutually_exclusive_group()
+    fleet.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="host a fleet of N Edge devices dev-001.. (ids in DIR/devices.txt, env files in "
+        "DIR/devices/<id>/env/)",
+    )
+    fleet.add_argument(
+        "--device-list", type=Path, default=None, help="host a fleet of the device ids in FILE, one a line"
+    )
+    serve.add_argument(
+        "--deployment-interval",
+        type=float,
+        default=DEFAULT_INTERVAL_SECS,
+        help="seconds between apply cycles of automatic deployments (IoT Hub: 300; also run right after "
+        "a configuration changes)",
+    )
     serve.add_argument("--log-level", default="INFO", help="logging level")
     serve.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines")
     return parser
@@ -70,17 +97,19 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    simulator = EdgeHubSimulator(
-        args.manifest,
-        args.state_dir,
-        bind=args.bind,
-        service_port=args.service_port,
-        workload_port=args.workload_port,
-        workload_socket_mode=args.workload_socket_mode,
-        hub_name=args.hub_name,
-        device_id=args.device_id,
-    )
     try:
+        simulator = EdgeHubSimulator(
+            args.manifest,
+            args.state_dir,
+            bind=args.bind,
+            service_port=args.service_port,
+            workload_port=args.workload_port,
+            workload_socket_mode=args.workload_socket_mode,
+            hub_name=args.hub_name,
+            device_id=args.device_id,
+            devices=_fleet(args),
+            deployment_interval=args.deployment_interval,
+        )
         simulator.start()
     except (SimulatorError, ValueError, OSError) as exc:  # ManifestError is a ValueError
         logger.error("cannot start the simulator: %s", exc)
@@ -91,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         simulator.stop()
     logger.info("stopped")
     return 0
+
+
+def _fleet(args: argparse.Namespace) -> list[str] | None:
+    """The fleet's device ids from --devices or --device-list (blank lines and # comments skipped)."""
+    if args.devices is not None:
+        return numbered_devices(args.devices)
+    if args.device_list is not None:
+        lines = Path(args.device_list).read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    return None
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 SimulatorError
 ├── MalformedPacket    a client sent bytes that are not valid MQTT 3.1.1 (its connection is dropped)
 ├── AuthError          a SAS token is missing, malformed, expired, for another resource or badly signed
-├── UnknownModule      a module or device that the manifest does not define
+├── UnknownModule      a module that the manifest does not define
+│   └── UnknownDevice  a device id the simulated hub does not host
 ├── MethodError        a direct method could not be delivered or answered (carries an HTTP status)
-└── TwinPatchError     a twin patch is not a JSON object
+├── TwinPatchError     a twin patch is not a JSON object
+└── HubRequestError    a service API request IoT Hub would refuse: HTTP status + IoT Hub error code
+                       (bad configuration, target condition or query, etag mismatch, quota, ...)
 """
 
 
@@ -25,6 +28,10 @@ class UnknownModule(SimulatorError):
     """The manifest defines no such module (or the device id is not the simulator's)."""
 
 
+class UnknownDevice(UnknownModule):
+    """The simulated hub hosts no device with this id."""
+
+
 class MethodError(SimulatorError):
     """A direct method failed: `status` is the HTTP status the service API answers with."""
 
@@ -35,3 +42,13 @@ class MethodError(SimulatorError):
 
 class TwinPatchError(SimulatorError):
     """A twin patch is not a JSON object."""
+
+
+class HubRequestError(SimulatorError):
+    """A request IoT Hub refuses: `status` is the HTTP status, `code` IoT Hub's error code name
+    (`iothub-errorcode` header, and `ErrorCode:<code>;` in the body's `Message`)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

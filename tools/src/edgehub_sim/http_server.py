@@ -8,6 +8,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
@@ -20,13 +21,13 @@ _STARTUP_TIMEOUT_SECS = 10.0
 
 
 class HttpListener:
-    """One uvicorn server on one pre-bound socket (TCP+TLS or unix); `max_connections` open at once,
+    """One uvicorn server on pre-bound sockets (TCP+TLS or unix); `max_connections` open at once,
     requests on more are answered 503."""
 
     def __init__(
         self,
         app: ASGIApp,
-        sock: socket.socket,
+        sock: socket.socket | Sequence[socket.socket],
         certfile: Path | None = None,
         keyfile: Path | None = None,
         *,
@@ -45,12 +46,12 @@ class HttpListener:
             limit_concurrency=None if max_connections is None else max_connections + 1,
         )
         self._server = uvicorn.Server(config)
-        self._sock = sock
+        self._sockets = [sock] if isinstance(sock, socket.socket) else list(sock)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start serving and return once uvicorn accepts connections."""
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        self._task = asyncio.create_task(self._server.serve(sockets=self._sockets))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _STARTUP_TIMEOUT_SECS
         while not self._server.started:
@@ -64,7 +65,8 @@ class HttpListener:
     async def stop(self) -> None:
         """Ask uvicorn to exit and wait for it (bounded by its graceful-shutdown timeout)."""
         if self._task is None:
-            self._sock.close()
+            for sock in self._sockets:
+                sock.close()
             return
         self._server.should_exit = True
         await asyncio.gather(self._task, return_exceptions=True)
@@ -75,7 +77,8 @@ class HttpListener:
             transport = getattr(protocol, "transport", None)
             if isinstance(transport, asyncio.WriteTransport):
                 transport.abort()
-        self._sock.close()
+        for sock in self._sockets:
+            sock.close()
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:

@@ -8,9 +8,12 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from edgehub_sim.deployments.configurations import Configurations
+from edgehub_sim.device_twins import DeviceTwins, twin_etag
 from edgehub_sim.errors import AuthError, MethodError, UnknownModule
 from edgehub_sim.identity import Identity
 from edgehub_sim.manifest import DeploymentManifest
@@ -21,8 +24,8 @@ from edgehub_sim.properties import decode_properties, encode_input_properties
 from edgehub_sim.records import ChangeFeed, MessageLog, RecordedMessage
 from edgehub_sim.routing.message import RoutableMessage
 from edgehub_sim.sas import verify_token
-from edgehub_sim.store import Store
-from edgehub_sim.twins import TwinRegistry, strip_metadata
+from edgehub_sim.store import LayerValue, Store
+from edgehub_sim.twins import DesiredChange, TwinRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +41,11 @@ class Peer(Protocol):
 
 
 class Hub:
-    """State and behaviour of one simulated edgeHub."""
+    """State and behaviour of the simulated IoT Hub and the edgeHub of each of its Edge devices.
+
+    Module-level calls take an optional `device` (None: the default device, the only one of a
+    single-device simulator); MQTT sessions, twins and queues are keyed by client id `{device}/{module}`.
+    """
 
     def __init__(
         self, identity: Identity, manifest: DeploymentManifest, store: Store, feed: ChangeFeed
@@ -49,7 +56,16 @@ class Hub:
         self.log = MessageLog(feed)
         self.methods = PendingMethods()
         self._store = store
-        self.twins = TwinRegistry(store, {name: spec.desired for name, spec in manifest.modules.items()})
+        self.twins = TwinRegistry(
+            store,
+            {
+                f"{device}/{name}": spec.desired
+                for device in identity.devices
+                for name, spec in manifest.modules.items()
+            },
+        )
+        self.device_twins = DeviceTwins(store, identity.devices)
+        self.configurations = Configurations(store)
         self._sessions: dict[str, Session] = {
             client_id: Session(client_id, filters, persisted=True)
             for client_id, filters in store.load_sessions().items()
@@ -67,11 +83,12 @@ class Hub:
 
     # --- sessions -------------------------------------------------------------------------------
 
-    def authenticate(self, connect: Connect) -> str:
-        """The module a CONNECT authenticates, or AuthError."""
-        device, sep, module = connect.client_id.partition("/")
-        if not sep or device != self.identity.device_id or module not in self.identity.module_keys:
-            raise AuthError(f"unknown client id {connect.client_id!r}")
+    def authenticate(self, connect: Connect) -> tuple[str, str]:
+        """The (device, module) a CONNECT authenticates, or AuthError."""
+        try:
+            device, module = self.identity.split_client_id(connect.client_id)
+        except UnknownModule:
+            raise AuthError(f"unknown client id {connect.client_id!r}") from None
         prefix = f"{self.identity.hub_name}/{device}/{module}/"
         if connect.username is None or not connect.username.startswith(prefix):
             raise AuthError("username does not name this hub, device and module")
@@ -81,8 +98,8 @@ class Hub:
             token = connect.password.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise AuthError("password is not UTF-8") from exc
-        verify_token(token, self.identity.key(module), self.identity.module_resource(module))
-        return module
+        verify_token(token, self.identity.key(module, device), self.identity.module_resource(module, device))
+        return device, module
 
     def session(self, client_id: str) -> Session:
         """The session of a client id, created (not yet persisted) on first use."""
@@ -120,9 +137,9 @@ class Hub:
             self._signal_sessions_changed()
             self.feed.bump()
 
-    async def disconnect(self, module: str) -> bool:
+    async def disconnect(self, module: str, device: str | None = None) -> bool:
         """Drop a module's connection from the server side (tests of reconnect behaviour)."""
-        peer = self._peers.get(self.identity.client_id(module))
+        peer = self._peers.get(self.identity.client_id(module, device))
         if peer is None:
             return False
         await peer.close()
@@ -133,13 +150,13 @@ class Hub:
         for peer in list(self._peers.values()):
             await peer.close()
 
-    def connect_count(self, module: str) -> int:
+    def connect_count(self, module: str, device: str | None = None) -> int:
         """Accepted CONNECTs of a module since start (reconnects and SAS renewals show here)."""
-        return self._connects.get(self.identity.client_id(module), 0)
+        return self._connects.get(self.identity.client_id(module, device), 0)
 
-    def connected(self, module: str) -> bool:
+    def connected(self, module: str, device: str | None = None) -> bool:
         """Is the module connected now?"""
-        return self.identity.client_id(module) in self._peers
+        return self.identity.client_id(module, device) in self._peers
 
     def set_subscriptions(self, session: Session, filters: set[str]) -> None:
         """Persist a session's new subscription set and wake its sender (flush on SUBSCRIBE)."""
@@ -165,19 +182,19 @@ class Hub:
             logger.warning("dropping expired message %d for %s", message.seq, message.topic)
             self._store.delete(message.seq)
 
-    def queued(self, module: str) -> int:
+    def queued(self, module: str, device: str | None = None) -> int:
         """Messages waiting for a module's PUBACK."""
-        session = self._sessions.get(self.identity.client_id(module))
+        session = self._sessions.get(self.identity.client_id(module, device))
         return 0 if session is None else session.queued_count()
 
     # --- messages -------------------------------------------------------------------------------
 
-    def route(self, module: str, properties: str, body: bytes) -> None:
-        """Route a module's telemetry/output message per the manifest."""
+    def route(self, module: str, properties: str, body: bytes, device: str | None = None) -> None:
+        """Route a module's telemetry/output message per the manifest (within its own device)."""
         system, custom = decode_properties(properties)
         self._route(
             RoutableMessage(
-                device_id=self.identity.device_id,
+                device_id=self.identity.require_device(device),
                 module_id=module,
                 output=system.get("$.on"),
                 body=body,
@@ -186,12 +203,12 @@ class Hub:
             )
         )
 
-    def _notify_twin_change(self, module: str, patch: Any, version: int) -> None:
+    def _notify_twin_change(self, module: str, patch: Any, version: int, device: str) -> None:
         """edgeHub's twin change notification for a reported patch (source `/twinChangeNotifications`)."""
         body = {"version": version, "properties": {"reported": {**patch, "$version": version}}}
         self._route(
             RoutableMessage(
-                device_id=self.identity.device_id,
+                device_id=device,
                 module_id=module,
                 output=None,
                 body=json.dumps(body).encode("utf-8"),
@@ -230,59 +247,99 @@ class Hub:
             if sink.kind == "module" and sink.module is not None and sink.input is not None:
                 props = encode_input_properties(message.forwarded_system_properties(), custom)
                 topic = (
-                    f"devices/{self.identity.device_id}/modules/{sink.module}"
+                    f"devices/{message.device_id}/modules/{sink.module}"
                     f"/inputs/{quote(sink.input, safe='')}/{props}"
                 )
-                self._enqueue(sink.module, delivery.priority, now + delivery.ttl_secs, topic, body)
+                client_id = self.identity.client_id(sink.module, message.device_id)
+                self._enqueue(client_id, delivery.priority, now + delivery.ttl_secs, topic, body)
             self.log.add(record)
 
-    def _enqueue(self, module: str, priority: int, expires_at: float, topic: str, payload: bytes) -> None:
-        client_id = self.identity.client_id(module)
+    def _enqueue(self, client_id: str, priority: int, expires_at: float, topic: str, payload: bytes) -> None:
         seq = self._store.enqueue(client_id, priority, expires_at, topic, payload)
         self.session(client_id).push(QueuedMessage(seq, priority, expires_at, topic, payload))
 
     # --- twins ----------------------------------------------------------------------------------
 
-    def twin_sections(self, module: str) -> dict[str, Any]:
+    def twin_sections(self, module: str, device: str | None = None) -> dict[str, Any]:
         """The twin as the MQTT GET reply carries it: both sections with `$version`."""
-        twin = self.twins.get(module)
+        twin = self.twins.get(self.identity.client_id(module, device))
         return {
             "desired": {**twin.desired, "$version": twin.desired_version},
             "reported": {**twin.reported, "$version": twin.reported_version},
         }
 
-    def service_twin(self, module: str) -> dict[str, Any]:
-        """The twin as IoT Hub's service API returns it."""
-        twin = self.twins.get(module)
+    def service_twin(self, module: str, device: str | None = None) -> dict[str, Any]:
+        """The module twin as IoT Hub's service API returns it."""
+        device = self.identity.require_device(device)
+        twin = self.twins.get(self.identity.client_id(module, device))
         version = twin.desired_version + twin.reported_version
         return {
-            "deviceId": self.identity.device_id,
+            "deviceId": device,
             "moduleId": module,
-            "etag": f"AAAAAAAAA{version}=",
+            "etag": twin_etag(version),
             "version": version,
             "status": "enabled",
-            "connectionState": "Connected" if self.connected(module) else "Disconnected",
-            "properties": self.twin_sections(module),
+            "connectionState": "Connected" if self.connected(module, device) else "Disconnected",
+            "properties": self.twin_sections(module, device),
         }
 
-    def patch_reported(self, module: str, patch: Any) -> int:
+    def device_twin(self, device: str) -> dict[str, Any]:
+        """The device twin as IoT Hub's service API returns it (target conditions evaluate this)."""
+        twin = self.device_twins.get(device)
+        connected = any(self.connected(module, device) for module in self.identity.modules)
+        return {
+            "deviceId": device,
+            "etag": twin_etag(twin.version),
+            "version": twin.version,
+            "status": "enabled",
+            "connectionState": "Connected" if connected else "Disconnected",
+            "capabilities": {"iotEdge": True},
+            "tags": twin.tags,
+            "properties": {
+                "desired": {**twin.desired, "$version": twin.desired_version},
+                "reported": {"$version": 1},
+            },
+        }
+
+    def module_twins(self) -> list[dict[str, Any]]:
+        """Every module twin document, device by device (for queries and metrics)."""
+        return [
+            self.service_twin(module, device)
+            for device in self.identity.devices
+            for module in self.identity.modules
+        ]
+
+    def patch_reported(self, module: str, patch: Any, device: str | None = None) -> int:
         """Merge a module's reported patch; returns the new `$version`."""
-        version = self.twins.patch_reported(module, patch)
-        self._notify_twin_change(module, patch, version)
+        device = self.identity.require_device(device)
+        version = self.twins.patch_reported(self.identity.client_id(module, device), patch)
+        self._notify_twin_change(module, patch, version, device)
         self.feed.bump()
         return version
 
-    def set_desired(self, module: str, patch: Any) -> int:
-        """Merge a desired patch and push it, with `$version`, to the module if it listens."""
-        version = self.twins.patch_desired(module, patch)
-        client_id = self.identity.client_id(module)
+    def set_desired(self, module: str, patch: Any, device: str | None = None) -> int:
+        """Merge a desired patch and push the change, with `$version`, to the module if it listens."""
+        client_id = self.identity.client_id(module, device)
+        change = self.twins.update_desired(client_id, patch)
+        self._push_desired(client_id, change)
+        return change.version
+
+    def apply_layers(self, module: str, device: str, layers: Sequence[LayerValue]) -> bool:
+        """Set what layered deployments contribute to a module twin; push what changed. True if it did."""
+        client_id = self.identity.client_id(module, device)
+        change = self.twins.set_layers(client_id, layers)
+        if change is None:
+            return False
+        self._push_desired(client_id, change)
+        return True
+
+    def _push_desired(self, client_id: str, change: DesiredChange) -> None:
         peer = self._peers.get(client_id)
-        topic = f"$iothub/twin/PATCH/properties/desired/?$version={version}"
+        topic = f"$iothub/twin/PATCH/properties/desired/?$version={change.version}"
         if peer is not None and self.session(client_id).subscribed(topic):
-            body = {**strip_metadata(patch), "$version": version}
+            body = {**change.patch, "$version": change.version}
             peer.send_transient(topic, json.dumps(body).encode("utf-8"))
         self.feed.bump()
-        return version
 
     # --- methods --------------------------------------------------------------------------------
 
@@ -293,15 +350,17 @@ class Hub:
         payload: Any,
         timeout_secs: float,
         connect_timeout_secs: float = 0.0,
+        device: str | None = None,
     ) -> MethodResult:
         """Call a direct method on a module.
 
         404 if it is not listening (after waiting up to `connect_timeout_secs` for it to connect and
         subscribe, as IoT Hub's connectTimeoutInSeconds does), 504 if it does not answer in time.
         """
-        if module not in self.identity.module_keys:
+        client_id = self.identity.client_id(module, device)
+        if client_id not in self.identity.keys:
             raise UnknownModule(f"no module {module!r} in the manifest")
-        peer = await self._listening_peer(module, connect_timeout_secs)
+        peer = await self._listening_peer(client_id, connect_timeout_secs)
         rid, future = self.methods.open()
         try:
             peer.send_transient(
@@ -314,9 +373,8 @@ class Hub:
         finally:
             self.methods.close(rid)
 
-    async def _listening_peer(self, module: str, connect_timeout_secs: float) -> Peer:
-        client_id = self.identity.client_id(module)
-        self._awaiting_listener[module] = self._awaiting_listener.get(module, 0) + 1
+    async def _listening_peer(self, client_id: str, connect_timeout_secs: float) -> Peer:
+        self._awaiting_listener[client_id] = self._awaiting_listener.get(client_id, 0) + 1
         self.feed.bump()
         try:
             async with asyncio.timeout(connect_timeout_secs):
@@ -330,13 +388,13 @@ class Hub:
         except TimeoutError:
             pass
         finally:
-            self._awaiting_listener[module] -= 1
+            self._awaiting_listener[client_id] -= 1
             self.feed.bump()
-        raise MethodError(404, f"module {module!r} is not connected or not listening")
+        raise MethodError(404, f"module {client_id!r} is not connected or not listening")
 
-    def methods_awaiting(self, module: str) -> int:
+    def methods_awaiting(self, module: str, device: str | None = None) -> int:
         """Method calls currently waiting for the module to connect and listen."""
-        return self._awaiting_listener.get(module, 0)
+        return self._awaiting_listener.get(self.identity.client_id(module, device), 0)
 
     def _signal_sessions_changed(self) -> None:
         self._sessions_changed.set()

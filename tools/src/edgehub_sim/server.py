@@ -7,15 +7,17 @@ test's event loop: `EdgeHubSimulator` runs everything on a private loop in a dae
 import asyncio
 import hashlib
 import logging
+import re
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from edge_shared.fsutil import atomic_write_bytes
 from edgehub_sim.control import SimulatorControl
+from edgehub_sim.deployments.engine import DEFAULT_INTERVAL_SECS, DeploymentEngine
 from edgehub_sim.http_server import HttpListener, bind_tcp, bind_unix
 from edgehub_sim.hub import Hub
 from edgehub_sim.identity import SERVICE_KEY_NAME, Identity, load_identity
@@ -27,7 +29,7 @@ from edgehub_sim.sas import make_token
 from edgehub_sim.service_api import create_service_app
 from edgehub_sim.store import Store
 from edgehub_sim.tls import TlsMaterial, issue_server_material
-from edgehub_sim.workload import create_workload_app, generation_id
+from edgehub_sim.workload import create_shared_workload_app, create_workload_app, generation_id
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +45,16 @@ START_TIMEOUT_SECS = 30.0
 STOP_TIMEOUT_SECS = 10.0
 #: sun_path is 108 bytes on Linux; longer state dirs get their socket in a short temp dir.
 _MAX_SOCKET_PATH = 100
+_DEVICE_ID = re.compile(r"[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}")
 
 
 class EdgeHubSimulator:
-    """A running edgeHub + IoT Hub simulator (use as a context manager or call start/stop)."""
+    """A running edgeHub + IoT Hub simulator (use as a context manager or call start/stop).
+
+    With `devices` (a fleet) it hosts every listed Edge device, each with the manifest's modules, keys,
+    twins, routes and env files (`DIR/devices.txt`, `DIR/devices/<id>/env/<module>.env`); without, one
+    device `device_id` in the historical layout (`DIR/env/<module>.env`).
+    """
 
     def __init__(
         self,
@@ -60,7 +68,15 @@ class EdgeHubSimulator:
         workload_socket_mode: int = 0o600,
         hub_name: str = DEFAULT_HUB_NAME,
         device_id: str = DEFAULT_DEVICE_ID,
+        devices: Sequence[str] | None = None,
+        deployment_interval: float = DEFAULT_INTERVAL_SECS,
     ) -> None:
+        if devices is not None:
+            validate_device_ids(devices)
+            if workload_port is not None:
+                raise ValueError("--workload-port serves one device's modules; a fleet uses unix sockets")
+        if deployment_interval <= 0:
+            raise ValueError("the deployment interval must be positive")
         self.manifest_path = Path(manifest_path)
         self.state_dir = Path(state_dir).resolve()
         self.bind = bind
@@ -73,7 +89,10 @@ class EdgeHubSimulator:
         #: module runs as its own user (containers), as IoT Edge's per-module sockets are.
         self.workload_socket_mode = workload_socket_mode
         self._hub_name = hub_name
-        self._device_id = device_id
+        self._device_id = device_id if devices is None else devices[0]
+        #: The fleet's device ids, or None for the single-device layout.
+        self.devices: tuple[str, ...] | None = None if devices is None else tuple(devices)
+        self.deployment_interval = deployment_interval
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._running: _Running | None = None
@@ -133,11 +152,17 @@ class EdgeHubSimulator:
         store = Store(state_dir / "state.db")
         running: _Running | None = None
         try:
-            identity = load_identity(store, self._hub_name, self._device_id, list(manifest.modules))
+            devices = [self._device_id] if self.devices is None else list(self.devices)
+            identity = load_identity(
+                store, self._hub_name, devices, list(manifest.modules), fleet=self.devices is not None
+            )
             tls = issue_server_material(state_dir, self.bind)
             hub = Hub(identity, manifest, store, ChangeFeed())
-            sockets = self._workload_sockets(list(identity.module_keys))
-            running = _Running(hub, store, tls, sockets, self.workload_socket_mode)
+            sockets = self._workload_sockets(identity)
+            engine = DeploymentEngine(hub, self.deployment_interval)
+            running = _Running(
+                hub, engine, store, tls, sockets, self.workload_socket_mode, self.devices is not None
+            )
             await running.listen(self.bind, self.mqtt_port, self.service_port, self.workload_port)
         except BaseException:
             if running is not None:
@@ -150,36 +175,52 @@ class EdgeHubSimulator:
         logger.info("edgeHub simulator ready on %s (state in %s)", self.bind, state_dir)
         return running
 
-    def _workload_sockets(self, modules: list[str]) -> dict[str, Path]:
-        """One socket per module in `DIR/workload/` (or a short temp dir when that path is too long),
-        a folder only the owner may enter unless the sockets are opened to others."""
+    def _workload_sockets(self, identity: Identity) -> dict[str, Path]:
+        """One socket per module (client id -> path) in `DIR/workload/` (a fleet: `DIR/workload/<device>/`),
+        or a short temp dir when that path is too long, in folders only the owner may enter unless the
+        sockets are opened to others."""
         directory = self.state_dir / "workload"
-        if any(len(str(directory / f"{module}.sock")) > _MAX_SOCKET_PATH for module in modules):
+        fleet = self.devices is not None
+        relative = {
+            client_id: Path(client_id if fleet else client_id.split("/", 1)[1]).with_suffix(".sock")
+            for client_id in identity.keys
+        }
+        if any(len(str(directory / path)) > _MAX_SOCKET_PATH for path in relative.values()):
             digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
             directory = Path(tempfile.gettempdir()) / f"edgehub-sim-{digest}"
         mode = 0o755 if self.workload_socket_mode & 0o077 else 0o700
-        directory.mkdir(mode=mode, parents=True, exist_ok=True)
-        directory.chmod(mode)  # an existing folder keeps its old mode otherwise
-        return {module: directory / f"{module}.sock" for module in modules}
+        for folder in {directory, *(directory / path.parent for path in relative.values())}:
+            folder.mkdir(mode=mode, parents=True, exist_ok=True)
+            folder.chmod(mode)  # an existing folder keeps its old mode otherwise
+        return {client_id: directory / path for client_id, path in relative.items()}
 
     def _write_files(self, identity: Identity, running: "_Running") -> None:
-        (self.state_dir / "env").mkdir(parents=True, exist_ok=True)
-        for module in identity.module_keys:
-            lines = [f"{key}={value}" for key, value in self._env(module, running).items()]
+        for client_id in identity.keys:
+            device, module = identity.split_client_id(client_id)
+            folder = (
+                self.state_dir / "env"
+                if self.devices is None
+                else self.state_dir / "devices" / device / "env"
+            )
+            folder.mkdir(parents=True, exist_ok=True)
+            lines = [f"{key}={value}" for key, value in self._env(module, device, running).items()]
             text = "\n".join(lines) + "\n"
-            atomic_write_bytes(self.state_dir / "env" / f"{module}.env", text.encode(), mode=0o600)
+            atomic_write_bytes(folder / f"{module}.env", text.encode(), mode=0o600)
+        if self.devices is not None:
+            listing = "".join(f"{device}\n" for device in self.devices)
+            atomic_write_bytes(self.state_dir / "devices.txt", listing.encode(), mode=0o644)
         connstr = self._service_connection_string(identity)
         atomic_write_bytes(self.state_dir / "service.connstr", f"{connstr}\n".encode(), mode=0o600)
 
-    def _env(self, module: str, running: "_Running") -> dict[str, str]:
+    def _env(self, module: str, device: str, running: "_Running") -> dict[str, str]:
         return {
             "IOTEDGE_IOTHUBHOSTNAME": self._hub_name,
-            "IOTEDGE_DEVICEID": self._device_id,
+            "IOTEDGE_DEVICEID": device,
             "IOTEDGE_MODULEID": module,
             "IOTEDGE_GATEWAYHOSTNAME": self.bind,
             "IOTEDGE_MODULEGENERATIONID": generation_id(module),
             "IOTEDGE_WORKLOADURI": (
-                f"unix://{running.workload_sockets[module]}"
+                f"unix://{running.workload_sockets[f'{device}/{module}']}"
                 if self.workload_port is None
                 else f"http://{self.bind}:{self.workload_port + running.module_index(module)}"
             ),
@@ -200,7 +241,7 @@ class EdgeHubSimulator:
         running = self._require()
         if self._loop is None:
             raise RuntimeError("simulator is not running")
-        return SimulatorControl(self._loop, running.hub)
+        return SimulatorControl(self._loop, running.hub, running.engine)
 
     @property
     def device_id(self) -> str:
@@ -243,36 +284,36 @@ class EdgeHubSimulator:
         key = self._require().hub.identity.service_key
         return make_token(self.service_host, key, ttl_secs, key_name=SERVICE_KEY_NAME)
 
-    def env_for(self, module: str) -> dict[str, str]:
-        """Environment variables for `create_from_edge_environment()` (also in `DIR/env/`)."""
+    def env_for(self, module: str, device: str | None = None) -> dict[str, str]:
+        """Environment variables for `create_from_edge_environment()` (also in the env files)."""
         running = self._require()
-        running.hub.identity.key(module)
-        return self._env(module, running)
+        running.hub.identity.key(module, device)
+        return self._env(module, device or self._device_id, running)
 
-    def module_key(self, module: str) -> str:
+    def module_key(self, module: str, device: str | None = None) -> str:
         """A module's primary key (for connection-string clients)."""
-        return self._require().hub.identity.key(module)
+        return self._require().hub.identity.key(module, device)
 
-    def connection_string_for(self, module: str) -> str:
+    def connection_string_for(self, module: str, device: str | None = None) -> str:
         """A module connection string with `GatewayHostName` (use with `server_verification_cert`)."""
         return (
-            f"HostName={self._hub_name};DeviceId={self._device_id};ModuleId={module};"
-            f"SharedAccessKey={self.module_key(module)};GatewayHostName={self.bind}"
+            f"HostName={self._hub_name};DeviceId={device or self._device_id};ModuleId={module};"
+            f"SharedAccessKey={self.module_key(module, device)};GatewayHostName={self.bind}"
         )
 
     # --- control shortcuts ----------------------------------------------------------------------
 
-    def set_desired(self, module: str, patch: dict[str, Any]) -> int:
+    def set_desired(self, module: str, patch: dict[str, Any], device: str | None = None) -> int:
         """See `SimulatorControl.set_desired`."""
-        return self.control.set_desired(module, patch)
+        return self.control.set_desired(module, patch, device)
 
-    def reported(self, module: str) -> dict[str, Any]:
+    def reported(self, module: str, device: str | None = None) -> dict[str, Any]:
         """See `SimulatorControl.reported`."""
-        return self.control.reported(module)
+        return self.control.reported(module, device)
 
-    def twin(self, module: str) -> dict[str, Any]:
+    def twin(self, module: str, device: str | None = None) -> dict[str, Any]:
         """See `SimulatorControl.twin`."""
-        return self.control.twin(module)
+        return self.control.twin(module, device)
 
     def invoke_method(
         self,
@@ -281,9 +322,10 @@ class EdgeHubSimulator:
         payload: Any = None,
         timeout: float = 30.0,
         connect_timeout: float = 0.0,
+        device: str | None = None,
     ) -> MethodResult:
         """See `SimulatorControl.invoke_method`."""
-        return self.control.invoke_method(module, name, payload, timeout, connect_timeout)
+        return self.control.invoke_method(module, name, payload, timeout, connect_timeout, device)
 
     def upstream_messages(self) -> list[RecordedMessage]:
         """See `SimulatorControl.upstream_messages`."""
@@ -302,9 +344,18 @@ class _Running:
     """The resources of a started simulator (owned by its loop)."""
 
     def __init__(
-        self, hub: Hub, store: Store, tls: TlsMaterial, workload_sockets: dict[str, Path], socket_mode: int
+        self,
+        hub: Hub,
+        engine: DeploymentEngine,
+        store: Store,
+        tls: TlsMaterial,
+        workload_sockets: dict[str, Path],
+        socket_mode: int,
+        fleet: bool,
     ) -> None:
         self.hub = hub
+        self.engine = engine
+        self._fleet = fleet
         self.store = store
         self.tls = tls
         self.workload_sockets = workload_sockets
@@ -316,8 +367,27 @@ class _Running:
         identity = self.hub.identity
         self._mqtt = MqttListener(self.hub, self.tls.server_context())
         await self._mqtt.start(bind, mqtt_port)
-        for module, path in self.workload_sockets.items():
-            app = create_workload_app(module, identity.key(module), self.tls.ca_pem)
+        if self._fleet:
+            await self._listen_fleet_workload()
+        else:
+            await self._listen_workload(bind, workload_port)
+        hosts = [f"{bind}:{service_port}", bind, identity.hub_name]
+        service = HttpListener(
+            create_service_app(self.hub, hosts, self.engine.trigger),
+            bind_tcp(bind, service_port),
+            self.tls.cert_path,
+            self.tls.key_path,
+        )
+        self._http.append(service)
+        await service.start()
+        self.engine.start()
+
+    async def _listen_workload(self, bind: str, workload_port: int | None) -> None:
+        """One listener per module socket (and port), each limited as IoT Edge limits a module's socket."""
+        identity = self.hub.identity
+        for client_id, path in self.workload_sockets.items():
+            _, module = identity.split_client_id(client_id)
+            app = create_workload_app(module, identity.keys[client_id], self.tls.ca_pem)
             sockets = [bind_unix(path, self._socket_mode)]
             if workload_port is not None:
                 sockets.append(bind_tcp(bind, workload_port + self.module_index(module)))
@@ -325,17 +395,22 @@ class _Running:
                 listener = HttpListener(app, sock, max_connections=WORKLOAD_MAX_CONNECTIONS)
                 self._http.append(listener)
                 await listener.start()
-        hosts = [f"{bind}:{service_port}", bind, identity.hub_name]
-        service = HttpListener(
-            create_service_app(self.hub, hosts),
-            bind_tcp(bind, service_port),
-            self.tls.cert_path,
-            self.tls.key_path,
-        )
-        self._http.append(service)
-        await service.start()
+
+    async def _listen_fleet_workload(self) -> None:
+        """Every module socket of the fleet behind one listener: a uvicorn server per socket would wake
+        ten times a second each, hundreds of them for an idle fleet."""
+        identity = self.hub.identity
+        sockets = [bind_unix(path, self._socket_mode) for path in self.workload_sockets.values()]
+        by_socket = {
+            str(path): (identity.split_client_id(client_id)[1], identity.keys[client_id])
+            for client_id, path in self.workload_sockets.items()
+        }
+        listener = HttpListener(create_shared_workload_app(by_socket, self.tls.ca_pem), sockets)
+        self._http.append(listener)
+        await listener.start()
 
     async def shutdown(self) -> None:
+        await self.engine.stop()
         if self._mqtt is not None:
             await self._mqtt.stop()
         for listener in self._http:
@@ -346,7 +421,7 @@ class _Running:
 
     def module_index(self, module: str) -> int:
         """The module's place in the manifest (its TCP workload port is the base port plus this)."""
-        return list(self.workload_sockets).index(module)
+        return self.hub.identity.modules.index(module)
 
 
 async def _cancel_other_tasks() -> None:
@@ -355,6 +430,28 @@ async def _cancel_other_tasks() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def validate_device_ids(devices: Sequence[str]) -> None:
+    """IoT Hub's device id rule (up to 128 ASCII letters, digits and `-.%_*?!(),:=@$'`), at least one
+    device, no duplicates: ValueError naming the first offender."""
+    if not devices:
+        raise ValueError("a fleet needs at least one device")
+    seen: set[str] = set()
+    for device in devices:
+        if _DEVICE_ID.fullmatch(device) is None:
+            raise ValueError(f"device id {device!r} is not a valid IoT Hub device id")
+        if device in seen:
+            raise ValueError(f"device id {device!r} is listed twice")
+        seen.add(device)
+
+
+def numbered_devices(count: int) -> list[str]:
+    """`dev-001` ... (zero-padded to at least three digits)."""
+    if count < 1:
+        raise ValueError("--devices must be at least 1")
+    width = max(3, len(str(count)))
+    return [f"dev-{index:0{width}d}" for index in range(1, count + 1)]
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,4 +1,4 @@
-"""Persistence in the state dir (SQLite): keys, twins, MQTT sessions and queued QoS-1 messages.
+"""Persistence in the state dir (SQLite): keys, twins, configurations, MQTT sessions and queued messages.
 
 Every change is committed at once, so a restart (or a crash) loses nothing a client was told was
 accepted. Only the simulator's event-loop thread uses a `Store`.
@@ -12,11 +12,17 @@ from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS twins (
-    module TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS module_twins (
+    key TEXT PRIMARY KEY,
     desired TEXT NOT NULL, desired_version INTEGER NOT NULL,
-    reported TEXT NOT NULL, reported_version INTEGER NOT NULL
+    reported TEXT NOT NULL, reported_version INTEGER NOT NULL,
+    base TEXT, layers TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS device_twins (
+    device TEXT PRIMARY KEY, tags TEXT NOT NULL, desired TEXT NOT NULL,
+    desired_version INTEGER NOT NULL, version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS configurations (id TEXT PRIMARY KEY, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS subscriptions (
     client_id TEXT NOT NULL, filter TEXT NOT NULL, PRIMARY KEY (client_id, filter)
@@ -29,14 +35,31 @@ CREATE TABLE IF NOT EXISTS queue (
 """
 
 
+#: One property a layered deployment sets on a module twin: (configuration id, path, value).
+LayerValue = tuple[str, tuple[str, ...], Any]
+
+
 @dataclass(frozen=True)
 class StoredTwin:
-    """A module twin as stored."""
+    """A module twin as stored: `desired` is what the module sees; when layered deployments apply,
+    `base` is the desired section without them and `layers` what they set, lowest precedence first."""
 
     desired: dict[str, Any]
     desired_version: int
     reported: dict[str, Any]
     reported_version: int
+    base: dict[str, Any] | None = None
+    layers: tuple[LayerValue, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredDeviceTwin:
+    """A device twin as stored (Edge devices here have no device client, so no reported section)."""
+
+    tags: dict[str, Any]
+    desired: dict[str, Any]
+    desired_version: int
+    version: int
 
 
 @dataclass(frozen=True)
@@ -74,27 +97,66 @@ class Store:
         self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value))
 
     def load_twins(self) -> dict[str, StoredTwin]:
-        """Every stored twin by module id."""
+        """Every stored module twin by its key."""
         rows = self._db.execute(
-            "SELECT module, desired, desired_version, reported, reported_version FROM twins"
+            "SELECT key, desired, desired_version, reported, reported_version, base, layers FROM module_twins"
         )
         return {
-            module: StoredTwin(json.loads(desired), dv, json.loads(reported), rv)
-            for module, desired, dv, reported, rv in rows
+            key: StoredTwin(
+                json.loads(desired),
+                dv,
+                json.loads(reported),
+                rv,
+                None if base is None else json.loads(base),
+                tuple((c, tuple(p), v) for c, p, v in json.loads(layers)),
+            )
+            for key, desired, dv, reported, rv, base, layers in rows
         }
 
-    def save_twin(self, module: str, twin: StoredTwin) -> None:
-        """Replace one module's twin."""
+    def save_twin(self, key: str, twin: StoredTwin) -> None:
+        """Replace one module twin."""
         self._db.execute(
-            "INSERT OR REPLACE INTO twins VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO module_twins VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                module,
+                key,
                 json.dumps(twin.desired),
                 twin.desired_version,
                 json.dumps(twin.reported),
                 twin.reported_version,
+                None if twin.base is None else json.dumps(twin.base),
+                json.dumps([[c, list(p), v] for c, p, v in twin.layers]),
             ),
         )
+
+    def load_device_twins(self) -> dict[str, StoredDeviceTwin]:
+        """Every stored device twin by device id."""
+        rows = self._db.execute("SELECT device, tags, desired, desired_version, version FROM device_twins")
+        return {
+            device: StoredDeviceTwin(json.loads(tags), json.loads(desired), dv, version)
+            for device, tags, desired, dv, version in rows
+        }
+
+    def save_device_twin(self, device: str, twin: StoredDeviceTwin) -> None:
+        """Replace one device twin."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO device_twins VALUES (?, ?, ?, ?, ?)",
+            (device, json.dumps(twin.tags), json.dumps(twin.desired), twin.desired_version, twin.version),
+        )
+
+    def load_configurations(self) -> dict[str, dict[str, Any]]:
+        """Every stored configuration document (IoT Hub's JSON form) by id."""
+        rows = self._db.execute("SELECT id, document FROM configurations")
+        return {config_id: json.loads(document) for config_id, document in rows}
+
+    def save_configuration(self, config_id: str, document: dict[str, Any]) -> None:
+        """Create or replace a configuration."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO configurations VALUES (?, ?)", (config_id, json.dumps(document))
+        )
+
+    def delete_configuration(self, config_id: str) -> None:
+        """Forget a configuration."""
+        self._db.execute("DELETE FROM configurations WHERE id = ?", (config_id,))
 
     def load_sessions(self) -> dict[str, set[str]]:
         """Every persistent session's client id and its subscriptions."""

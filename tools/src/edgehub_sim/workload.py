@@ -7,6 +7,7 @@ string-to-sign with the module's key (the SDK never sees the key).
 import base64
 import binascii
 import logging
+from collections.abc import Callable, Mapping
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -36,12 +37,30 @@ def create_workload_app(module: str, key: str, ca_pem: str) -> Starlette:
     """The workload API as one module sees it, on that module's own socket (or port): it signs for
     that module and generation alone, as IoT Edge does since 1.2.4 (one socket per module, the caller
     known by the socket it came in on). A request for any other module is 403."""
+    return _workload_app(lambda _: (module, key), ca_pem)
 
+
+def create_shared_workload_app(by_socket: Mapping[str, tuple[str, str]], ca_pem: str) -> Starlette:
+    """One app behind every module socket of a fleet (one listener instead of one per module): the
+    socket path a request came in on (the ASGI scope's `server`) names the (module, key) it signs for."""
+
+    def resolve(request: Request) -> tuple[str, str] | None:
+        server = request.scope.get("server")
+        return None if not server else by_socket.get(str(server[0]))
+
+    return _workload_app(resolve, ca_pem)
+
+
+def _workload_app(resolve: Callable[[Request], tuple[str, str] | None], ca_pem: str) -> Starlette:
     async def trust_bundle(_: Request) -> JSONResponse:
         return JSONResponse({"certificate": ca_pem})
 
     async def sign_data(request: Request) -> JSONResponse:
         asked, genid = request.path_params["module"], request.path_params["genid"]
+        caller = resolve(request)
+        if caller is None:
+            return JSONResponse({"message": "unknown workload socket"}, status_code=403)
+        module, key = caller
         if asked != module or genid != generation_id(module):
             logger.warning(
                 "workload socket of %r refused to sign for %r (generation %r)", module, asked, genid

@@ -58,6 +58,7 @@ class Connection:
         self._writer = writer
         self._session: Session | None = None
         self._module = ""
+        self._device = ""
         self._transient: set[int] = set()
         self._last_pid = 0
         self._finished = asyncio.Event()
@@ -115,7 +116,7 @@ class Connection:
             await self._refuse(CONNACK_BAD_PROTOCOL, f"protocol level {connect.protocol_level}")
             return
         try:
-            self._module = self._hub.authenticate(connect)
+            self._device, self._module = self._hub.authenticate(connect)
         except (AuthError, UnknownModule) as exc:
             await self._refuse(CONNACK_NOT_AUTHORIZED, str(exc))
             return
@@ -168,15 +169,12 @@ class Connection:
         topic, _, query = packet.topic.partition("?")
         telemetry = parse_telemetry(topic)
         if telemetry is not None:
-            if (telemetry.device_id, telemetry.module_id) != (
-                self._hub.identity.device_id,
-                self._module,
-            ):
+            if (telemetry.device_id, telemetry.module_id) != (self._device, self._module):
                 raise ProtocolViolation("publish to another module's telemetry topic")
-            self._hub.route(self._module, telemetry.properties, packet.payload)
+            self._hub.route(self._module, telemetry.properties, packet.payload, self._device)
         elif topic == "$iothub/twin/GET/":
             rid = parse_query(query).get("$rid", "")
-            body = json.dumps(self._hub.twin_sections(self._module)).encode("utf-8")
+            body = json.dumps(self._hub.twin_sections(self._module, self._device)).encode("utf-8")
             self.send_transient(f"$iothub/twin/res/200/?$rid={rid}", body)
         elif topic == "$iothub/twin/PATCH/properties/reported/":
             self._on_reported_patch(parse_query(query).get("$rid", ""), packet.payload)
@@ -189,7 +187,7 @@ class Connection:
 
     def _on_reported_patch(self, rid: str, payload: bytes) -> None:
         try:
-            version = self._hub.patch_reported(self._module, json.loads(payload))
+            version = self._hub.patch_reported(self._module, json.loads(payload), self._device)
         except (ValueError, TwinPatchError) as exc:
             logger.warning("bad reported patch from %s: %s", self._module, exc)
             self.send_transient(f"$iothub/twin/res/400/?$rid={rid}", b"")

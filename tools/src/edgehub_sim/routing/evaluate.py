@@ -10,6 +10,7 @@ Objects and arrays from ``$body`` can be tested with ``IS_DEFINED`` but compare 
 import codecs
 import json
 import logging
+import operator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -25,6 +26,7 @@ from edgehub_sim.routing.where import (
     Not,
     Or,
     SystemProperty,
+    TwinPath,
 )
 
 _log = logging.getLogger(__name__)
@@ -97,20 +99,19 @@ class EvalContext:
         return parsed
 
 
-def _value(expr: Expr, ctx: EvalContext) -> object:
+@dataclass(frozen=True)
+class TwinContext:
+    """A twin document (IoT Hub's JSON form) under evaluation by a target condition or twin query."""
+
+    document: object
+
+
+def _value(expr: Expr, ctx: "EvalContext | TwinContext") -> object:
     match expr:
         case Literal(value=value):
             return value
-        case SystemProperty(key="@device"):
-            return ctx.message.device_id
-        case SystemProperty(key="@module"):
-            return ctx.message.module_id
-        case SystemProperty(key=key):
-            return ctx.message.system_properties.get(key, UNDEFINED)
-        case AppProperty(name=name):
-            return ctx.message.app_properties.get(name, UNDEFINED)
-        case BodyPath(steps=steps):
-            return _walk(ctx.body(), steps)
+        case TwinPath(steps=path):
+            return _walk(ctx.document, path) if isinstance(ctx, TwinContext) else UNDEFINED
         case IsDefined(operand=operand):
             return _value(operand, ctx) is not UNDEFINED
         case Compare(op=op, left=left, right=right):
@@ -122,7 +123,23 @@ def _value(expr: Expr, ctx: EvalContext) -> object:
             return _and(_value(left, ctx), _value(right, ctx))
         case Or(left=left, right=right):
             return _or(_value(left, ctx), _value(right, ctx))
+    if isinstance(ctx, TwinContext):  # the twin dialect's parser never builds message leaves
+        return UNDEFINED
+    match expr:
+        case SystemProperty(key="@device"):
+            return ctx.message.device_id
+        case SystemProperty(key="@module"):
+            return ctx.message.module_id
+        case SystemProperty(key=key):
+            return ctx.message.system_properties.get(key, UNDEFINED)
+        case AppProperty(name=name):
+            return ctx.message.app_properties.get(name, UNDEFINED)
+        case BodyPath(steps=steps):
+            return _walk(ctx.body(), steps)
     raise AssertionError(f"unknown expression {expr!r}")  # pragma: no cover
+
+
+_ORDER: Final = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 def _walk(node: object, steps: tuple[str | int, ...]) -> object:
@@ -140,8 +157,14 @@ def _compare(op: str, left: object, right: object) -> object:
     kind = _type_of(left)
     if left is UNDEFINED or right is UNDEFINED or kind == "structured" or kind != _type_of(right):
         return UNDEFINED
-    equal = left == right
-    return equal if op == "=" else not equal
+    if op in ("=", "!="):
+        equal = left == right
+        return equal if op == "=" else not equal
+    if isinstance(left, str) and isinstance(right, str):
+        return _ORDER[op](left, right)
+    if kind == "number" and isinstance(left, int | float) and isinstance(right, int | float):
+        return _ORDER[op](left, right)
+    return UNDEFINED  # booleans and null have no order
 
 
 def _and(left: object, right: object) -> object:
@@ -160,11 +183,16 @@ def _or(left: object, right: object) -> object:
     return UNDEFINED
 
 
-def evaluate(expr: Expr, ctx: EvalContext) -> object:
+def value_at(document: object, path: tuple[str, ...]) -> object:
+    """The value at a twin path, or UNDEFINED (for projections of twin queries)."""
+    return _walk(document, path)
+
+
+def evaluate(expr: Expr, ctx: EvalContext | TwinContext) -> object:
     """The condition's value: a scalar, a JSON structure, or UNDEFINED."""
     return _value(expr, ctx)
 
 
-def matches(expr: Expr, ctx: EvalContext) -> bool:
+def matches(expr: Expr, ctx: EvalContext | TwinContext) -> bool:
     """True only if the condition evaluates to exactly ``true``."""
     return _value(expr, ctx) is True

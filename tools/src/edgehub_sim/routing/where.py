@@ -1,4 +1,9 @@
-"""The supported subset of IoT Hub's routing query language: syntax tree and recursive-descent parser.
+"""The supported subset of IoT Hub's query language: syntax tree and recursive-descent parser.
+
+Two dialects share it. ``route`` is edgeHub's routing condition over a message (below). ``twin`` is the
+language of automatic-deployment target conditions and twin queries over a twin document: bare or dotted
+names are twin paths (``deviceId``, ``tags.ring``, ``properties.reported.a.b``), ``< <= > >=`` are
+allowed, and system properties, ``$body`` and ``IN [...]`` are refused.
 
 Supported: ``=``, ``!=``/``<>``, ``AND``, ``OR``, ``NOT``, parentheses, string/number/boolean/null
 literals, ``IS_DEFINED(x)``, system properties (``$contentType`` or ``{$contentType}``), application
@@ -68,13 +73,18 @@ class BodyPath:
 
 
 @dataclass(frozen=True)
+class TwinPath:
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class IsDefined:
     operand: "Expr"
 
 
 @dataclass(frozen=True)
 class Compare:
-    op: TypingLiteral["=", "!="]
+    op: TypingLiteral["=", "!=", "<", "<=", ">", ">="]
     left: "Expr"
     right: "Expr"
 
@@ -96,15 +106,19 @@ class Or:
     right: "Expr"
 
 
-Expr = Literal | SystemProperty | AppProperty | BodyPath | IsDefined | Compare | Not | And | Or
+Expr = Literal | SystemProperty | AppProperty | BodyPath | TwinPath | IsDefined | Compare | Not | And | Or
+
+Dialect = TypingLiteral["route", "twin"]
+_ORDERING = ("<", "<=", ">", ">=")
 
 _KEYWORDS = frozenset({"and", "or", "not", "true", "false", "null", "into"})
 
 
 class _Parser:
-    def __init__(self, text: str, start: int, stop_at_into: bool) -> None:
+    def __init__(self, text: str, start: int, stop_at_into: bool, dialect: Dialect = "route") -> None:
         self._lexer = Lexer(text, start)
         self._stop_at_into = stop_at_into
+        self._twin = dialect == "twin"
         self._token = self._lexer.next_token()
 
     def _advance(self) -> Token:
@@ -128,7 +142,7 @@ class _Parser:
 
     def parse(self) -> tuple[Expr, int]:
         if self._at_end():
-            raise RouteError("empty WHERE condition")
+            raise RouteError("empty condition" if self._twin else "empty WHERE condition")
         expr = self._or()
         if self._stop_at_into and self._is_keyword("into"):
             return expr, self._token.start
@@ -140,8 +154,15 @@ class _Parser:
 
     def _unexpected(self, context: str) -> NoReturn:
         token = self._token
+        if self._twin and token.kind is Kind.IDENT and token.text.lower() == "in":
+            raise RouteError("IN [...] is not supported in target conditions: use OR")
         if token.kind is Kind.OP and token.text in _UNSUPPORTED_OPERATORS:
-            raise RouteError(f"operator {token.text!r} is not supported (supported: =, !=, <>)")
+            if not self._twin:
+                raise RouteError(f"operator {token.text!r} is not supported (supported: =, !=, <>)")
+            if token.text not in _ORDERING:
+                raise RouteError(
+                    f"operator {token.text!r} is not supported (supported: =, !=, <>, <, <=, >, >=)"
+                )
         raise RouteError(f"unexpected {token.describe()} at offset {token.start} {context}")
 
     def _or(self) -> Expr:
@@ -170,6 +191,18 @@ class _Parser:
         if token.kind is Kind.OP and token.text in ("=", "!=", "<>"):
             self._advance()
             return Compare("=" if token.text == "=" else "!=", left, self._operand())
+        if self._twin and token.kind is Kind.OP and token.text in _ORDERING:
+            self._advance()
+            op: TypingLiteral["<", "<=", ">", ">="] = (
+                "<"
+                if token.text == "<"
+                else "<="
+                if token.text == "<="
+                else ">"
+                if token.text == ">"
+                else ">="
+            )
+            return Compare(op, left, self._operand())
         if token.kind is Kind.OP:
             self._unexpected("after an operand")
         return left
@@ -181,6 +214,11 @@ class _Parser:
             expr = self._or()
             self._expect_punct(")", "to close '('")
             return expr
+        if self._twin and (self._is_punct("{") or token.kind is Kind.SYSPROP):
+            raise RouteError(
+                f"{token.describe()} at offset {token.start}: system properties and $body are not part of "
+                "twin conditions (use deviceId, moduleId, tags.<name>, properties.desired|reported.<path>)"
+            )
         if self._is_punct("{"):
             self._advance()
             if self._token.kind is not Kind.SYSPROP:
@@ -222,6 +260,8 @@ class _Parser:
             return Literal(None)
         if word in _KEYWORDS:
             raise RouteError(f"unexpected keyword {token.text!r} at offset {token.start}")
+        if self._twin:
+            return TwinPath((token.text, *self._dotted_steps()))
         if self._is_punct(".") or self._is_punct("["):
             raise RouteError(
                 f"nested application property {token.text}{self._token.text}... is not supported"
@@ -237,6 +277,17 @@ class _Parser:
             supported = ", $body, ".join(f"${n}" for n in SYSTEM_PROPERTIES)
             raise RouteError(f"system property {token.text} is not supported (supported: {supported})")
         return SystemProperty(token.text, key)
+
+    def _dotted_steps(self) -> tuple[str, ...]:
+        steps: list[str] = []
+        while self._is_punct("."):
+            self._advance()
+            if self._token.kind is not Kind.IDENT:
+                raise RouteError(f"expected a property name after '.', found {self._token.describe()}")
+            steps.append(self._advance().text)
+        if self._is_punct("["):
+            raise RouteError(f"'[' at offset {self._token.start}: indexing is not supported in twin paths")
+        return tuple(steps)
 
     def _body_steps(self) -> tuple[str | int, ...]:
         steps: list[str | int] = []
@@ -263,6 +314,11 @@ class _Parser:
 def parse_where(text: str) -> Expr:
     """Parse a complete WHERE condition (without the ``WHERE`` keyword)."""
     return _Parser(text, 0, stop_at_into=False).parse()[0]
+
+
+def parse_twin_condition(text: str) -> Expr:
+    """Parse a condition over a twin document (target conditions, twin queries): the ``twin`` dialect."""
+    return _Parser(text, 0, stop_at_into=False, dialect="twin").parse()[0]
 
 
 def parse_where_until_into(text: str, start: int) -> tuple[Expr, int]:

@@ -1,0 +1,1 @@
+"""IoT Hub automatic deployments in the simulator: configurations, target conditions, layered merge."""
