@@ -11,7 +11,7 @@ BUILD := build
 FIXTURES := $(BUILD)/fixtures
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo up bench bench-quick lint typecheck fmt fixtures browser clean images compose-test images-arm64-smoke
+.PHONY: install test test-fast demo up bench bench-quick bench-fleet lint typecheck fmt fixtures browser clean images compose-test images-arm64-smoke
 
 install: $(VENV)/.synced node_modules/.synced
 
@@ -71,6 +71,10 @@ bench: fixtures
 
 bench-quick: fixtures
 	$(BENCH) --quick
+
+# Fleet rollout through layered deployments: 10 and 50 simulated devices, a real loader each (minutes).
+bench-fleet: fixtures
+	$(BENCH) --only fleet --out docs/benchmarks-fleet.md
 
 # Container images: podman (installed from Debian when missing) or Docker; on local Debian-built bases
 # where no image registry answers. IMAGES_ARGS=--official-base builds on the Dockerfiles' registry bases.

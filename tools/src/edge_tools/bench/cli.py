@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_tools.bench import coldstart, delta, download, serving, simulator, swap, update
+from edge_tools.bench import coldstart, delta, download, fleet, serving, simulator, swap, update
 from edge_tools.bench.machine import describe, load_average
 from edge_tools.bench.profile import PROFILES, Mode, Profile
 from edge_tools.bench.report import RunInfo, markdown, table
@@ -25,7 +25,9 @@ from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
 
 logger = logging.getLogger("edge_tools.bench")
 
-SECTIONS = ("serving", "swap", "download", "update", "coldstart", "simulator", "delta")
+SECTIONS = ("serving", "swap", "download", "update", "coldstart", "simulator", "delta", "fleet")
+#: Run only when named (`--only fleet`, `make bench-fleet`): it starts dozens of processes for minutes.
+ON_REQUEST = ("fleet",)
 TITLES = {
     "serving": "Serving overhead",
     "swap": "Swap under load",
@@ -34,6 +36,7 @@ TITLES = {
     "coldstart": "Cold start",
     "simulator": "Simulator",
     "delta": "Delta updates",
+    "fleet": "Fleet rollout",
 }
 
 Runner = Callable[[FixtureCatalog, Profile, Path], SectionResult]
@@ -48,6 +51,7 @@ def default_runners() -> dict[str, Runner]:
         "coldstart": coldstart.run,
         "simulator": lambda _catalog, profile, _work: simulator.run(profile),
         "delta": lambda _catalog, profile, work: delta.run(profile, work),
+        "fleet": fleet.run,
     }
 
 
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _selected(only: str, profile: Profile) -> list[str]:
     if not only:
-        return [name for name in SECTIONS if name != "delta" or profile.delta]
+        return [name for name in SECTIONS if (name != "delta" or profile.delta) and name not in ON_REQUEST]
     names = [name.strip() for name in only.split(",") if name.strip()]
     unknown = sorted(set(names) - set(SECTIONS))
     if unknown:

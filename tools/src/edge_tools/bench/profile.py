@@ -35,6 +35,8 @@ class Profile:
     """How many of the serving section's models (light ONNX, heavy ONNX, TFLite, BlazeFace, real COCO
     SSD, real YOLOv8n) to run."""
     cold_start_models: int = 3
+    fleet_sizes: tuple[int, ...] = (10, 50)
+    """Devices per run of the fleet section (`--only fleet`: it is not part of the default run)."""
 
 
 PROFILES: dict[Mode, Profile] = {
@@ -73,6 +75,7 @@ PROFILES: dict[Mode, Profile] = {
         sim_clients=3,
         sim_messages=100,
         delta=False,
+        fleet_sizes=(5, 10),
     ),
     "smoke": Profile(
         mode="smoke",
@@ -93,5 +96,6 @@ PROFILES: dict[Mode, Profile] = {
         delta=False,
         serving_models=2,
         cold_start_models=1,
+        fleet_sizes=(5,),
     ),
 }

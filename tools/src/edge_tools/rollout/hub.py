@@ -154,6 +154,14 @@ class FleetHub:
             if exc.status != 404:
                 raise
 
+    # Device twins ---------------------------------------------------------------------------------
+    def update_device_tags(self, device_id: str, tags: dict[str, Any]) -> dict[str, Any]:
+        """Merge `tags` into a device twin's tags (a `null` value removes a tag)."""
+        result: dict[str, Any] = self._request(
+            "PATCH", f"/twins/{quote(device_id, safe='')}", body={"tags": tags}, headers={"If-Match": "*"}
+        ).json()
+        return result
+
     # Queries --------------------------------------------------------------------------------------
     def query(self, sql: str) -> Iterator[dict[str, Any]]:
         """Every result of a query, page by page (`x-ms-continuation`), at most MAX_PAGES pages."""

@@ -12,11 +12,9 @@ import logging
 import os
 import ssl
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TextIO
 
 import httpx
@@ -25,7 +23,8 @@ from edge_tools.azurite import Azurite
 from edge_tools.publish.connstr import HubConnection
 from edge_tools.publish.hub import HubServiceClient
 from edge_tools.stack.network import free_port, pick_loopback_address
-from edge_tools.stack.processes import ManagedProcess, ProcessFailed, RunAs
+from edge_tools.stack.processes import ManagedProcess, RunAs
+from edge_tools.stack.supervised import Supervised
 
 logger = logging.getLogger(__name__)
 #: The local stack's storage is on loopback: never reached through a proxy the environment may name.
@@ -61,7 +60,7 @@ class StackEndpoints:
     connstr_file: Path
 
 
-class LocalStack:
+class LocalStack(Supervised):
     """Context manager owning every process; leaving it (normally, on error or Ctrl-C) stops them all."""
 
     def __init__(
@@ -91,19 +90,6 @@ class LocalStack:
         self._simulator_address: tuple[str, int] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
-    def __enter__(self) -> LocalStack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.azurite = Azurite(self.workdir / "azurite")
@@ -259,15 +245,5 @@ class LocalStack:
         except Exception:  # the hub may still be starting; the caller's timeout bounds this
             return False
 
-    def wait_for(self, what: str, predicate: Any, *, timeout: float = 120.0, interval: float = 0.25) -> Any:
-        """Poll `predicate()` until it returns a truthy value; fail with the processes' output if not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            for process in self.processes.values():
-                if not process.running():
-                    raise process.failure(f"exited with code {process.returncode()} while waiting for {what}")
-            time.sleep(interval)
-        raise ProcessFailed(f"timed out after {timeout:.0f} s waiting for {what}; logs in {self.logs}")
+    def children(self) -> list[ManagedProcess]:
+        return list(self.processes.values())
