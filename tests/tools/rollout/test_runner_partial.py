@@ -1,0 +1,59 @@
+"""A start the hub refuses half-way says what exists, and the rollout reads back as incomplete.
+
+The hub is an in-memory stand-in on httpx's MockTransport that refuses the second ring's PUT: the
+simulator and a real hub refuse only what this CLI checks first, so the path needs a seam to provoke."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import stamina
+
+from edge_tools.publish.connstr import HubConnection
+from edge_tools.rollout import runner
+from edge_tools.rollout.hub import FleetHub
+from edge_tools.rollout.plan import Ring, RolloutPlan
+
+CONNECTION = HubConnection("hub.example", "iothubowner", "c2VjcmV0LWtleS1ieXRlcw==")
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff() -> Iterator[None]:
+    with stamina.set_testing(True, attempts=3, cap=True):
+        yield
+
+
+def test_a_start_refused_half_way_names_what_exists_and_reads_back_incomplete() -> None:
+    stored: dict[str, dict[str, object]] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/configurations" and request.method == "GET":
+            return httpx.Response(200, json=list(stored.values()))
+        if path == "/devices/query":
+            return httpx.Response(200, json=[{"deviceId": "d1"}])
+        if path.startswith("/configurations/") and request.method == "PUT":
+            if len(stored) == 1:
+                return httpx.Response(400, json={"Message": "ErrorCode:ArgumentInvalid;refused for the test"})
+            document = json.loads(request.content)
+            stored[document["id"]] = {**document, "etag": "e1"}
+            return httpx.Response(200, json=stored[document["id"]])
+        return httpx.Response(404, json={"Message": "ErrorCode:NotFound;no"})
+
+    plan = RolloutPlan(
+        rollout_id="half",
+        version="v2",
+        rings=(Ring(name="canary", condition="tags.a='b'"), Ring(name="all", condition="tags.c='d'")),
+        priority=11,
+    )
+    with FleetHub(CONNECTION, transport=httpx.MockTransport(handler)) as hub:
+        with pytest.raises(
+            runner.RolloutError, match=r"created only in part \(1 of 2 rings\).*rollout abort half"
+        ):
+            runner.start(hub, plan, {"FileName": "m.zip"})
+        record = runner.get_rollout(hub, "half")
+    assert record.state == "incomplete"
+    assert [ring.ring.name for ring in record.rings] == ["canary"]
