@@ -14,6 +14,7 @@ import stamina
 
 from edge_tools.publish.connstr import HubConnection
 from edge_tools.rollout import runner
+from edge_tools.rollout.configurations import ring_configuration
 from edge_tools.rollout.hub import FleetHub
 from edge_tools.rollout.plan import Ring, RolloutPlan
 
@@ -57,3 +58,44 @@ def test_a_start_refused_half_way_names_what_exists_and_reads_back_incomplete() 
         record = runner.get_rollout(hub, "half")
     assert record.state == "incomplete"
     assert [ring.ring.name for ring in record.rings] == ["canary"]
+
+
+def _ring_hub(put_answers: list[int]) -> tuple[FleetHub, list[dict[str, object]]]:
+    """A hub holding one active ring whose PUTs answer `put_answers` in turn (then 200)."""
+    plan = RolloutPlan(
+        rollout_id="r", version="v2", rings=(Ring(name="all", condition="tags.a='b'"),), priority=11
+    )
+    document: dict[str, object] = {**ring_configuration(plan, 0, {"FileName": "m.zip"}), "etag": "e1"}
+    written: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal document
+        if request.method == "GET" and request.url.path == "/configurations":
+            return httpx.Response(200, json=[document])
+        if request.method == "GET":
+            return httpx.Response(200, json=document)
+        if request.method == "PUT":
+            status = put_answers.pop(0) if put_answers else 200
+            if status != 200:
+                return httpx.Response(status, json={"Message": "ErrorCode:PreconditionFailed;etag"})
+            document = {**json.loads(request.content), "etag": "e2"}
+            written.append(document)
+            return httpx.Response(200, json=document)
+        return httpx.Response(404)
+
+    return FleetHub(CONNECTION, transport=httpx.MockTransport(handler)), written
+
+
+def test_an_etag_conflict_is_reread_and_written_again() -> None:
+    hub, written = _ring_hub([412])
+    with hub:
+        record = runner.abort(hub, "r", "stop")
+    assert record.state == "halted" and record.note == "stop"
+    assert len(written) == 1 and str(written[0]["targetCondition"]).startswith("tags.edgeModelGate=")
+
+
+def test_endless_etag_conflicts_end_in_a_clear_error() -> None:
+    hub, written = _ring_hub([412] * 10)
+    with hub, pytest.raises(runner.RolloutError, match="kept changing under us"):
+        runner.abort(hub, "r")
+    assert written == []
