@@ -95,3 +95,24 @@ async def test_invalid_settings_stop_the_module_with_a_clear_message(model_root:
     # Named by the variable the operator set, and the value not echoed.
     assert "INFERENCE_SCORE_THRESHOLD: " in stderr.decode()
     assert "input_value" not in stderr.decode()
+
+
+async def test_a_port_already_taken_is_a_failed_start_not_a_clean_exit(model_root: Path) -> None:
+    """IoT Edge restarts a module that fails, and a supervisor must see it: uvicorn's startup-failure code."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "inference_module",
+            env={**module_env(model_root), "INFERENCE_PORT": str(port)},
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(TIMEOUT):
+            _, err = await process.communicate()
+    assert process.returncode == 3
+    assert b"address already in use" in err

@@ -203,3 +203,39 @@ def test_an_aborted_rollout_sends_its_devices_back_to_the_layer_below(
     assert code == 1 and json.loads(out)["state"] == "halted"
     code, out, _ = _run(capsys, "rollout", "status", *_hub_args(fleet))
     assert any(line.split()[:3] == ["cli-next", "cli-next", "halted"] for line in out.splitlines())
+
+
+def test_a_device_no_longer_targeted_falls_back_to_its_own_desired_properties(
+    fleet: FleetStack, catalog: FixtureCatalog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `edge-model publish` wrote top-level keys on one device while a layer's `Model` object names the
+    # fleet's model: the layer wins whole. Once no layer targets the device, its own keys apply again.
+    device = fleet.device_ids[1]
+    code, out, err = _run(
+        capsys,
+        "publish",
+        str(catalog.path(catalog.model("ssd-lite-1").zip_file)),
+        "--version",
+        "cli-own",
+        "--device-id",
+        device,
+        "--no-progress",
+        *_storage_args(fleet),
+        *_hub_args(fleet),
+    )
+    assert code == 0, err
+    assert _desired_versions(fleet)[device] == "cli-base"
+    for rollout in ("cli-base", "cli-next"):
+        assert _run(capsys, "rollout", "delete", rollout, *_hub_args(fleet))[0] == 0
+
+    def own_model_ready() -> bool:
+        with fleet.hub() as hub:
+            for row in hub.query(
+                f"SELECT * FROM devices.modules WHERE moduleId='loader' AND deviceId='{device}'"
+            ):
+                update = ((row.get("properties") or {}).get("reported") or {}).get("ModelUpdate") or {}
+                return bool(update.get("version") == "cli-own" and update.get("state") == "ready")
+        return False
+
+    fleet.wait_for("the device's own model", own_model_ready, timeout=60)
+    assert _desired_versions(fleet)[device] is None

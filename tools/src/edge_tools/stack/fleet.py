@@ -25,7 +25,7 @@ from edge_tools.faultproxy import FaultProxy
 from edge_tools.publish.connstr import HubConnection
 from edge_tools.rollout.hub import FleetHub
 from edge_tools.stack.network import free_port, pick_loopback_address
-from edge_tools.stack.processes import ManagedProcess
+from edge_tools.stack.processes import ManagedProcess, ProcessFailed
 from edge_tools.stack.stack import DEFAULT_MANIFEST, LOOPBACK_NO_PROXY, manifest_env, read_env_file
 from edge_tools.stack.supervised import Supervised
 
@@ -98,9 +98,31 @@ class FleetStack(Supervised):
             raise ValueError(f"disk_full names devices the fleet does not have: {sorted(unknown)}")
         for index, device in enumerate(self.device_ids):
             if index < self.inference_on:
-                self._start_module(device, "inference")
+                self._start_inference(device)
             self._start_module(device, "loader")
         self.wait_connected()
+        dead = [process.name for process in self.children() if not process.running()]
+        if dead:
+            raise ProcessFailed(f"exited while the fleet started: {', '.join(dead)}; logs in {self.logs}")
+
+    def _start_inference(self, device: str, attempts: int = 3) -> None:
+        """Start a device's inference module and wait until it is live; a port taken between choosing
+        it and binding it (loaders open connections all the while) is retried on another port."""
+        for attempt in range(1, attempts + 1):
+            process = self._start_module(device, "inference")
+            try:
+                process.wait_ready(lambda: self._live(device), timeout=60, what="live")
+                return
+            except ProcessFailed:
+                process.stop()
+                if attempt == attempts:
+                    raise
+
+    def _live(self, device: str) -> bool:
+        try:
+            return httpx.get(f"{self.inference_urls[device]}/health/live", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def wait_connected(self, timeout: float = 180.0) -> None:
         """Until every loader has reported once (each reports on start, after reading its twin)."""
@@ -140,7 +162,7 @@ class FleetStack(Supervised):
     def model_root(self, device: str) -> Path:
         return self.workdir / "devices" / device / "models"
 
-    def _start_module(self, device: str, module: str) -> None:
+    def _start_module(self, device: str, module: str) -> ManagedProcess:
         env = self._base_env()
         env.update(read_env_file(self.state / "devices" / device / "env" / f"{module}.env"))
         env.update(manifest_env(self.manifest, module))
@@ -177,6 +199,7 @@ class FleetStack(Supervised):
         )
         self.modules[(device, module)] = process
         process.start()
+        return process
 
     def serving(self, device: str) -> str | None:
         """The version a device's inference module serves (from its status endpoint), or None."""
