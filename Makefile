@@ -72,7 +72,7 @@ bench: fixtures
 bench-quick: fixtures
 	$(BENCH) --quick
 
-# Fleet rollout through layered deployments: 10 and 50 simulated devices, a real loader each (minutes).
+# Fleet rollout through layered deployments: 10, 50 and 100 simulated devices, a real loader each (minutes).
 bench-fleet: fixtures
 	$(BENCH) --only fleet --out docs/benchmarks-fleet.md
 

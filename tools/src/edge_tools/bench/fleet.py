@@ -386,13 +386,20 @@ def report(runs: list[FleetRun]) -> SectionResult:
         )
     if len(runs) > 1:
         small, large = runs[0], runs[-1]
+        added = large.devices - small.devices
+        marginal_rss = (large.simulator_idle_rss - small.simulator_idle_rss) / added / 1024
         cpu_ratio = (large.simulator_cpu_seconds / large.devices) / max(
             small.simulator_cpu_seconds / small.devices, 1e-9
         )
-        rss_ratio = (large.simulator_idle_rss / large.devices) / (small.simulator_idle_rss / small.devices)
-        time_ratio = large.through.seconds / small.through.seconds
+        section.figure(
+            f"simulator RSS per added device ({small.devices} → {large.devices})", "KiB", [marginal_rss], 0
+        )
         section.notes.append(
-            f"From {small.devices} to {large.devices} devices: simulator CPU per device ×{cpu_ratio:.2f}, "
-            f"simulator RSS per device ×{rss_ratio:.2f}, whole rollout time ×{time_ratio:.2f}."
+            f"From {small.devices} to {large.devices} devices: the simulator holds {marginal_rss:.0f} KiB "
+            "more per added device (idle: its identities, twins, sessions and TLS connections); its CPU "
+            f"per device during a rollout changes ×{cpu_ratio:.2f}; the whole rollout takes "
+            f"×{large.through.seconds / small.through.seconds:.2f} the time. Rings take about one apply "
+            "cycle each because the simulator, like IoT Hub, applies a changed deployment shortly after "
+            "the change rather than at the next cycle."
         )
     return section

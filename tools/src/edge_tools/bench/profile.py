@@ -35,7 +35,7 @@ class Profile:
     """How many of the serving section's models (light ONNX, heavy ONNX, TFLite, BlazeFace, real COCO
     SSD, real YOLOv8n) to run."""
     cold_start_models: int = 3
-    fleet_sizes: tuple[int, ...] = (10, 50)
+    fleet_sizes: tuple[int, ...] = (10, 50, 100)
     """Devices per run of the fleet section (`--only fleet`: it is not part of the default run)."""
 
 
