@@ -1,11 +1,12 @@
 """Fleet rollout at scale on one machine: N real loaders, the simulator's layered deployments, Azurite.
 
 Two rollouts per fleet size, driven by the same code as `edge-model rollout` (`edge_tools.rollout`):
-- **through**: a new model through rings canary (10 %), early (30 %) and all (100 %), with one early
-  device whose disk is full (its loader fails every download with `disk_full`); promotion at 90 %,
-  at most one failed device, so the rollout goes through to the end;
-- **halt**: the next model, where a canary device's disk is full and no failure is allowed: the rollout
-  halts and every device falls back to the model before, which its loader still keeps installed.
+- **through**: a new model through rings canary (10 %, at least 2), early (30 %) and all (100 %), with
+  one early device whose disk is full (its loader fails every download with `disk_full`); a ring is
+  promoted when all but one of its devices are ready, at most one may fail, so it goes through;
+- **halt**: the next model, no failure allowed; one canary device is offline until the others have
+  installed it, then comes back with a full disk and fails: the rollout halts and every device falls
+  back to the model before, which its loader still keeps installed.
 
 Each starts from a baseline rollout of a first model to the whole fleet (the layer devices fall back to).
 Reported per size: time per ring (seconds and apply cycles), bytes Blob Storage served per device (as a
@@ -15,6 +16,7 @@ share of the ZIP), the fallback's time and bytes, and the simulator's CPU and me
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -80,6 +82,7 @@ class FleetRun:
     fallback_bytes: int
     #: Healthy devices that had installed the halted model and went back to the one before.
     fell_back: int
+    canary: int
     simulator_idle_rss: int
     simulator_cpu_seconds: float
     simulator_peak_rss: int
@@ -141,8 +144,11 @@ def drive(
     plan: RolloutPlan,
     model: dict[str, Any],
     options: FleetBenchOptions,
+    *,
+    on_check: Callable[[runner.Advanced], None] | None = None,
 ) -> RolloutOutcome:
-    """Start a rollout and advance it until it is done or halted, timing each ring."""
+    """Start a rollout and advance it until it is done or halted, timing each ring; `on_check` sees
+    every check (a fault can be injected at a chosen point of the rollout)."""
     started = time.monotonic()
     bytes_before = stack.served_bytes()
     with stack.hub() as hub:
@@ -154,6 +160,8 @@ def drive(
             checked_at, served_then = time.monotonic(), stack.served_bytes()
             advanced = runner.advance(hub, plan.rollout_id)
             now = time.monotonic()
+            if on_check is not None:
+                on_check(advanced)
             if advanced.decision.step is Step.PROMOTE and advanced.decision.ring is not None:
                 counts = advanced.counts.get(advanced.decision.ring)
                 timings.append(
@@ -274,14 +282,24 @@ def run_fleet(catalog: FixtureCatalog, options: FleetBenchOptions, work: Path) -
             options,
         )
         cpu = stack.simulator_usage().cpu_seconds - cpu_before
-        # The `halt` run: a canary device's disk is full too, and no failure is allowed.
+        # The `halt` run: no failure allowed. One canary device is offline while the others install the
+        # new model; it then comes back with a full disk, fails, and the rollout halts.
         failing = canary[-1]
-        stack.restart_loader(failing, disk_full=True)
+        stack.stop_loader(failing)
+        fault: list[str] = []
+
+        def inject(advanced: runner.Advanced) -> None:
+            counts = advanced.counts.get(0)
+            if not fault and counts is not None and counts.ready >= counts.targeted - 1:
+                fault.append(failing)
+                stack.restart_loader(failing, disk_full=True)
+
         halt = drive(
             stack,
-            _plan("fleet-halt", "fleet-v3", RINGS, 12, FailureLimit(count=0), 90.0),
+            _plan("fleet-halt", "fleet-v3", RINGS, 12, FailureLimit(count=0), 100.0),
             publish_model(stack, v3, "fleet-v3"),
             options,
+            on_check=inject,
         )
         healthy = [device for device in stack.device_ids if device not in (failing, early[0])]
         fallback = wait_serving(stack, healthy, "fleet-v2", options.timeout, since=halt.decided_at)
@@ -296,6 +314,7 @@ def run_fleet(catalog: FixtureCatalog, options: FleetBenchOptions, work: Path) -
             fallback_seconds=fallback,
             fallback_bytes=stack.served_bytes() - halt.served_at_decision,
             fell_back=len(fell_back),
+            canary=len(canary),
             simulator_idle_rss=idle.rss_bytes,
             simulator_cpu_seconds=cpu,
             simulator_peak_rss=stack.simulator_usage().rss_bytes,
@@ -319,8 +338,9 @@ def report(runs: list[FleetRun]) -> SectionResult:
             "behind a counting proxy, rollouts driven by `edge_tools.rollout` polling every 0.5 s. A "
             "baseline rollout of tiny-yolo-1 to all; then **through**: tiny-yolo-2 via canary (10 %, at "
             "least 2) / early (30 %) / all, a ring promoted when all but one of its devices are ready, at "
-            "most 1 failed, one early device with a full disk; then **halt**: a third model, one canary "
-            "device's disk full too, no failure allowed. "
+            "most 1 failed, one early device with a full disk; then **halt**: a third model, promoted at "
+            "100 %, no failure allowed, one canary device offline until the others have installed it, then "
+            "back with a full disk. "
             f"Fleet sizes: {', '.join(map(str, sizes))}. One run per size."
         ),
     )
@@ -371,6 +391,12 @@ def report(runs: list[FleetRun]) -> SectionResult:
             "halted, canary failure",
             result.halt.state,
             result.halt.state == "halted" and "canary" in result.halt.note,
+        )
+        section.goal(
+            f"{n} devices: halt sends the canary back",
+            "every healthy canary device",
+            f"{result.fell_back} of {result.canary - 1}",
+            result.fell_back >= result.canary - 1,
         )
         section.goal(
             f"{n} devices: fallback downloads nothing",

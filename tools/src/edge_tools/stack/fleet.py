@@ -215,10 +215,15 @@ class FleetStack(Supervised):
         version = response.json().get("version")
         return str(version) if version else None
 
+    def stop_loader(self, device: str) -> None:
+        """Take a device's loader offline (its twin stays; the hub sees it disconnected)."""
+        process = self.modules.pop((device, "loader"), None)
+        if process is not None:
+            process.stop()
+
     def restart_loader(self, device: str, *, disk_full: bool) -> None:
-        """Restart a device's loader with its disk seen as full (or no longer), as after a fault."""
-        process = self.modules.pop((device, "loader"))
-        process.stop()
+        """(Re)start a device's loader with its disk seen as full (or no longer), as after a fault."""
+        self.stop_loader(device)
         self.disk_full = self.disk_full | {device} if disk_full else self.disk_full - {device}
         self._start_module(device, "loader")
 
