@@ -131,6 +131,8 @@ def test_a_rollout_is_driven_to_the_end_and_shown_by_status_and_fleet(
     assert view["devices"] == 3 and view["states"] == {"ready": 3} and view["versions"] == {"cli-v1": 3}
     code, out, _ = _run(capsys, "fleet", *_hub_args(fleet))
     assert "rollout cli-one: version cli-v1, done" in out and "update versions: cli-v1 3" in out
+    code, out, _ = _run(capsys, "fleet", "--watch", "0.1", "--count", "2", "--json", *_hub_args(fleet))
+    assert code == 0 and [json.loads(line)["devices"] for line in out.splitlines()] == [3, 3]
 
     code, out, _ = _run(capsys, "rollout", "delete", "cli-one", *_hub_args(fleet))
     assert code == 0 and not any(c.startswith("edge-model-cli-one-") for c in _configuration_ids(fleet))
