@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edge_shared.desired import desired_patch
 from edge_tools.azurite import Azurite
 from edge_tools.fixtures import digests
 from edge_tools.stack.stack import LOOPBACK_NO_PROXY
@@ -107,11 +108,9 @@ def publish(azurite: Azurite, data: bytes, version: str, *, port: int | None = N
     """Upload a ZIP; the reference architecture's three desired properties naming it."""
     name = f"e2e/{uuid.uuid4().hex}/{version}.zip"
     azurite.upload("models", name, data)
-    return {
-        "FileName": f"{version}.zip",
-        "DownloadUrl": azurite.sas_url("models", name, port=port),
-        "ContentMD5": digests(data).md5_base64,
-    }
+    return desired_patch(
+        f"{version}.zip", azurite.sas_url("models", name, port=port), content_md5=digests(data).md5_base64
+    )
 
 
 def model_update(simulator: EdgeHubSimulator) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edge_shared.desired import desired_patch
 from edge_shared.repository import ModelRepository
 from edge_tools.faultproxy import FaultProxy, Policy
 from edge_tools.fixtures import FixtureCatalog, digests, ensure_fixtures
@@ -105,16 +106,15 @@ def cli(stack: LocalStack, *args: str, **extra_env: str) -> subprocess.Completed
 def full_desired(version: str, url: str, published: bytes, *, size: int | None = None) -> dict[str, Any]:
     """Every contract key, unused ones null: a twin PATCH merges, so keys left out keep older values."""
     sums = digests(published)
-    return {
-        "FileName": f"{version}.zip",
-        "DownloadUrl": url,
-        "ContentMD5": sums.md5_base64,
-        "ContentSHA256": sums.sha256,
-        "Version": version,
-        "Size": size,
-        "Signature": None,
-        "Delta": None,
-    }
+    return desired_patch(
+        f"{version}.zip",
+        url,
+        content_md5=sums.md5_base64,
+        content_sha256=sums.sha256,
+        version=version,
+        size=size,
+        clear_unset=True,
+    )
 
 
 def corrupt_zip_bytes(data: bytes) -> bytes:

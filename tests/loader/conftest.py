@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import pytest
 
+from edge_shared.desired import DesiredFields, desired_patch
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy
 from edge_tools.fixtures import build_ssd_tflite, build_yolo_onnx, digests, ssd_labelmap_text
@@ -66,9 +67,9 @@ def model_zip(runtime: str = "onnx", *, top_folder: str | None = None, padding: 
     return zip_bytes(members)
 
 
-def desired_for(data: bytes, url: str, file_name: str, **extra: Any) -> dict[str, Any]:
-    """The reference architecture's three properties (MD5 as base64, as Blob reports it) plus `extra`."""
-    return {"FileName": file_name, "DownloadUrl": url, "ContentMD5": digests(data).md5_base64, **extra}
+def desired_for(data: bytes, url: str, file_name: str, **fields: Unpack[DesiredFields]) -> dict[str, Any]:
+    """The reference architecture's three properties (MD5 as base64, as Blob reports it) plus `fields`."""
+    return desired_patch(file_name, url, **(DesiredFields(content_md5=digests(data).md5_base64) | fields))
 
 
 def make_settings(root: Path, **overrides: Any) -> LoaderSettings:

@@ -107,7 +107,7 @@ async def test_service_reports_a_flood_past_size_as_a_mismatch_and_keeps_nothing
     flood: HttpsServer, model_root: Path
 ) -> None:
     settings = make_settings(model_root, ca_file=flood.ca_file, max_download_bytes=8 * MiB)
-    props = desired_for(b"x" * 1000, f"{flood.origin}/m/flood.zip?sig=FLOODSIG", "flood-1.zip", Size=1000)
+    props = desired_for(b"x" * 1000, f"{flood.origin}/m/flood.zip?sig=FLOODSIG", "flood-1.zip", size=1000)
     hub = FakeEdgeHubClient(desired={"$version": 1, **props})
     async with make_http_client(settings) as client, running_loader(settings, hub, client):
         await wait_state(hub, "failed", "flood-1")

@@ -7,11 +7,12 @@ import hashlib
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import pytest
 
+from edge_shared.desired import DesiredFields
 from edge_shared.merge_patch import apply_patch
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
@@ -34,12 +35,18 @@ pytestmark = pytest.mark.integration
 
 
 def publish(
-    azurite: Azurite, data: bytes, version: str, *, port: int | None = None, **extra: Any
+    azurite: Azurite,
+    data: bytes,
+    version: str,
+    /,
+    *,
+    port: int | None = None,
+    **fields: Unpack[DesiredFields],
 ) -> dict[str, Any]:
-    """Upload a ZIP and return the desired properties naming it (the reference's three, plus `extra`)."""
+    """Upload a ZIP and return the desired properties naming it (the reference's three, plus `fields`)."""
     name = f"svc/{uuid.uuid4().hex}/{version}.zip"
     azurite.upload("models", name, data)
-    return desired_for(data, azurite.sas_url("models", name, port=port), f"{version}.zip", **extra)
+    return desired_for(data, azurite.sas_url("models", name, port=port), f"{version}.zip", **fields)
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "tflite"])
@@ -47,8 +54,8 @@ async def test_happy_path_installs_announces_and_reports(
     runtime: str, azurite: Azurite, settings: LoaderSettings, client: httpx.AsyncClient
 ) -> None:
     data = model_zip(runtime, top_folder="model")
-    extra: dict[str, Any] = (
-        {"ContentSHA256": digests(data).sha256, "Size": len(data)} if runtime == "tflite" else {}
+    extra: DesiredFields = (
+        {"content_sha256": digests(data).sha256, "size": len(data)} if runtime == "tflite" else {}
     )
     hub = FakeEdgeHubClient(desired={"$version": 7, **publish(azurite, data, f"det-{runtime}-1.0", **extra)})
     async with running_loader(settings, hub, client):

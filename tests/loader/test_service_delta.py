@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from edge_shared.delta import FORMAT
+from edge_shared.desired import desired_patch
 from edge_shared.repository import MANIFEST_FILE, ModelRepository
 from edge_tools.azurite import Azurite
 from edge_tools.delta import make_delta
@@ -54,14 +55,14 @@ def upload(azurite: Azurite, data: bytes, name: str, *, port: int | None = None)
 
 def full_desired(azurite: Azurite, data: bytes, version: str, *, port: int | None = None) -> dict[str, Any]:
     d = digests(data)
-    return {
-        "FileName": f"{version}.zip",
-        "DownloadUrl": upload(azurite, data, f"{version}.zip", port=port),
-        "ContentMD5": d.md5_base64,
-        "ContentSHA256": d.sha256,
-        "Size": len(data),
-        "Version": version,
-    }
+    return desired_patch(
+        f"{version}.zip",
+        upload(azurite, data, f"{version}.zip", port=port),
+        content_md5=d.md5_base64,
+        content_sha256=d.sha256,
+        size=len(data),
+        version=version,
+    )
 
 
 def delta_desired(
@@ -74,15 +75,27 @@ def delta_desired(
     delta_port: int | None = None,
     **delta_changes: Any,
 ) -> dict[str, Any]:
-    """Desired v2.0: the full ZIP and, beside it, `Delta` from `base_version` (fields overridable)."""
-    spec = {
-        "BaseVersion": base_version,
-        "DownloadUrl": upload(azurite, delta, "2.0.zip.emdelta", port=delta_port),
-        "ContentSHA256": hashlib.sha256(delta).hexdigest(),
-        "Format": FORMAT,
-        **delta_changes,
-    }
-    return {**full_desired(azurite, target, "2.0", port=full_port), "Delta": spec}
+    """Desired v2.0: the full ZIP and, beside it, `Delta` from `base_version`.
+
+    `delta_changes` overwrite the `Delta` property's wire keys as given, unchecked: how a test sends a
+    delta the loader must refuse."""
+    d = digests(target)
+    desired = desired_patch(
+        "2.0.zip",
+        upload(azurite, target, "2.0.zip", port=full_port),
+        content_md5=d.md5_base64,
+        content_sha256=d.sha256,
+        size=len(target),
+        version="2.0",
+        delta={
+            "base_version": base_version,
+            "download_url": upload(azurite, delta, "2.0.zip.emdelta", port=delta_port),
+            "content_sha256": hashlib.sha256(delta).hexdigest(),
+            "format": FORMAT,
+        },
+    )
+    desired["Delta"].update(delta_changes)
+    return desired
 
 
 def installed_files(root: Path, version: str) -> dict[str, bytes]:

@@ -9,13 +9,14 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from edge_shared.desired import DesiredFields
 from edge_shared.edgehub import Twin
 from edge_shared.merge_patch import apply_patch
 from edge_shared.repository import ModelRepository
@@ -29,10 +30,12 @@ from tests.loader.service_helpers import announcements, is_state, running_loader
 pytestmark = pytest.mark.integration
 
 
-def _publish(azurite: Azurite, data: bytes, version: str, **extra: Any) -> dict[str, Any]:
+def _publish(
+    azurite: Azurite, data: bytes, version: str, /, **fields: Unpack[DesiredFields]
+) -> dict[str, Any]:
     name = f"edge/{uuid.uuid4().hex}/{version}.zip"
     azurite.upload("models", name, data)
-    return desired_for(data, azurite.sas_url("models", name), f"{version}.zip", **extra)
+    return desired_for(data, azurite.sas_url("models", name), f"{version}.zip", **fields)
 
 
 @pytest.fixture
@@ -84,10 +87,10 @@ async def test_required_signature(
     )
     data = model_zip("onnx")
     digest = hashlib.sha256(data).digest()
-    extra: dict[str, Any] = {"ContentSHA256": digest.hex()}
+    extra: DesiredFields = {"content_sha256": digest.hex()}
     if signed_by != "nobody":
         signer = trusted if signed_by == "trusted" else stranger
-        extra["Signature"] = base64.b64encode(signer.sign(digest)).decode()
+        extra["signature"] = base64.b64encode(signer.sign(digest)).decode()
     hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, data, "signed", **extra)})
     async with running_loader(settings, hub, client):
         if signed_by == "trusted":

@@ -14,13 +14,15 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import pytest
 
+from edge_shared.desired import DesiredFields
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
+from edge_tools.fixtures import digests
 from loader_module.edge import make_http_client
 from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import ManualClock, desired_for, make_settings, model_zip
@@ -76,10 +78,12 @@ def fail_once(original: Callable[..., Any], path: str) -> Callable[..., Any]:
     return wrapper
 
 
-def _publish(azurite: Azurite, data: bytes, version: str, **extra: Any) -> dict[str, Any]:
+def _publish(
+    azurite: Azurite, data: bytes, version: str, /, **fields: Unpack[DesiredFields]
+) -> dict[str, Any]:
     name = f"stalls/{uuid.uuid4().hex}/{version}.zip"
     azurite.upload("models", name, data)
-    return desired_for(data, azurite.sas_url("models", name), f"{version}.zip", **extra)
+    return desired_for(data, azurite.sas_url("models", name), f"{version}.zip", **fields)
 
 
 @pytest.mark.parametrize("step", list(STEPS))
@@ -92,13 +96,13 @@ async def test_unexpected_exception_at_any_step_is_reported_with_a_code_and_retr
     for cls in classes:
         owner = getattr(owner, cls)
     monkeypatch.setattr(owner, name, fail_once(getattr(owner, name), str(model_root / ".staging" / "x")))
-    extra: dict[str, Any] = {}
+    extra: DesiredFields = {}
     if step == "delta-base":  # only an update with a Delta looks for its base
-        extra["Delta"] = {
-            "BaseVersion": "v0",
-            "DownloadUrl": "https://127.0.0.1:9/unused.delta",
-            "ContentSHA256": "0" * 64,
-            "Format": "emdelta/1",
+        extra["delta"] = {
+            "base_version": "v0",
+            "download_url": "https://127.0.0.1:9/unused.delta",
+            "content_sha256": "0" * 64,
+            "format": "emdelta/1",
         }
     clock = ManualClock()
     hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1", **extra)})
@@ -121,7 +125,9 @@ async def test_unexpected_exception_at_any_step_is_reported_with_a_code_and_retr
 @pytest.mark.parametrize("port", ["99999", "abc"])
 async def test_download_url_with_an_impossible_port_is_invalid_desired(model_root: Path, port: str) -> None:
     settings = make_settings(model_root)
-    props = desired_for(model_zip("onnx"), f"https://127.0.0.1:{port}/m/x.zip?sig=SECRETSIG", "x-1.zip")
+    # Written by hand: the builder refuses this URL, as the loader must.
+    url = f"https://127.0.0.1:{port}/m/x.zip?sig=SECRETSIG"
+    props = {"FileName": "x-1.zip", "DownloadUrl": url, "ContentMD5": digests(model_zip("onnx")).md5_base64}
     hub = FakeEdgeHubClient(desired={"$version": 1, **props})
     async with httpx.AsyncClient() as client, running_loader(settings, hub, client):
         try:

@@ -15,12 +15,13 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import pytest
 from PIL import Image
 
+from edge_shared.desired import DesiredFields
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
 from edge_tools.faultproxy import FaultProxy, Policy
@@ -58,11 +59,11 @@ def small_volume(tmp_path: Path) -> Iterator[Path]:
 
 
 def _publish(
-    azurite: Azurite, data: bytes, version: str, port: int | None = None, **extra: Any
+    azurite: Azurite, data: bytes, version: str, /, port: int | None = None, **fields: Unpack[DesiredFields]
 ) -> dict[str, Any]:
     name = f"diskfull/{uuid.uuid4().hex}/{version}.zip"
     azurite.upload("models", name, data)
-    return desired_for(data, azurite.sas_url("models", name, port=port), f"{version}.zip", **extra)
+    return desired_for(data, azurite.sas_url("models", name, port=port), f"{version}.zip", **fields)
 
 
 def _jpeg() -> bytes:
@@ -140,7 +141,7 @@ async def test_free_space_floor_refuses_before_downloading(
         async with running_loader(settings, hub, http):
             await _install_v1(hub, azurite)
             with _inference(model_root) as url:
-                await hub.push_desired(_publish(azurite, data, "v2", port=proxy.port, Size=len(data)))
+                await hub.push_desired(_publish(azurite, data, "v2", port=proxy.port, size=len(data)))
                 failed = await _expect_disk_full(hub, model_root, url)
     assert proxy.connections == 0  # refused from `Size`, before any request
     assert "free" in failed["error"]["message"]

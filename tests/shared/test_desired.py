@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from edge_shared.desired import desired_is_empty, parse_desired
+from edge_shared.desired import (
+    KNOWN_PROPERTIES,
+    DesiredFields,
+    desired_is_empty,
+    desired_patch,
+    parse_desired,
+)
 from edge_shared.errors import InvalidDesiredError
 
 SAS_URL = (
@@ -192,3 +198,60 @@ def test_without_a_model_object_the_top_level_keys_still_name_the_model() -> Non
 def test_a_model_that_is_not_an_object_is_refused_by_name(value: object) -> None:
     assert not desired_is_empty({"Model": value})
     assert problems_of({"Model": value}).fields == ["Model"]
+
+
+# --- the publisher's builder ---------------------------------------------------------------------------
+
+
+def test_the_builder_writes_the_wire_names_and_the_loader_reads_back_every_field() -> None:
+    delta_url = "https://account.blob.core.windows.net/models/v2.emdelta?sig=S"
+    patch = desired_patch(
+        "tiny-yolov3-1.1.zip",
+        SAS_URL,
+        content_md5=MD5_B64,
+        content_sha256=SHA256_HEX,
+        version="1.1",
+        size=123,
+        signature=base64.b64encode(bytes(64)).decode(),
+        delta={"base_version": "1.0", "download_url": delta_url, "content_sha256": SHA256_HEX,
+               "format": "emdelta/1"},
+    )  # fmt: skip
+    assert set(patch) == set(KNOWN_PROPERTIES)
+    assert patch["ContentMD5"] == MD5_B64  # as given: the publisher's base64, as Blob reports it
+    assert set(patch["Delta"]) == {"BaseVersion", "DownloadUrl", "ContentSHA256", "Format"}
+    desired = parse_desired(patch)
+    assert (desired.file_name, desired.version, desired.size) == ("tiny-yolov3-1.1.zip", "1.1", 123)
+    assert desired.download_url.get_secret_value() == SAS_URL and desired.content_md5 == MD5_HEX
+    assert desired.signature_bytes == bytes(64)
+    assert desired.delta is not None and desired.delta.download_url.get_secret_value() == delta_url
+
+
+def test_fields_left_out_are_left_out_unless_a_publisher_clears_them() -> None:
+    assert set(desired_patch("m-1.zip", SAS_URL, content_md5=MD5_B64)) == {
+        "FileName",
+        "DownloadUrl",
+        "ContentMD5",
+    }
+    cleared = desired_patch("m-1.zip", SAS_URL, content_md5=MD5_B64, clear_unset=True)
+    assert set(cleared) == set(KNOWN_PROPERTIES)
+    assert {key for key, value in cleared.items() if value is None} == set(KNOWN_PROPERTIES) - {
+        "FileName", "DownloadUrl", "ContentMD5"
+    }  # fmt: skip
+    assert desired_patch("m-1.zip", SAS_URL, content_md5=MD5_B64, delta=None)["Delta"] is None
+
+
+def test_every_optional_property_of_the_contract_has_a_typed_field() -> None:
+    every = desired_patch("m-1.zip", SAS_URL, content_md5=MD5_B64, clear_unset=True)
+    assert len(DesiredFields.__optional_keys__) + 2 == len(every) == len(KNOWN_PROPERTIES)
+
+
+def test_the_builder_refuses_what_the_loader_would_refuse() -> None:
+    with pytest.raises(InvalidDesiredError) as caught:
+        desired_patch("m-1.zip", "http://127.0.0.1:1/m.zip", content_md5=MD5_B64)
+    assert "DownloadUrl" in str(caught.value)
+    with pytest.raises(InvalidDesiredError, match="ContentMD5 or ContentSHA256"):
+        desired_patch("m-1.zip", SAS_URL)
+    allowed = desired_patch(
+        "m-1.zip", "http://127.0.0.1:1/m.zip", content_md5=MD5_B64, allow_insecure_http=True
+    )
+    assert allowed["DownloadUrl"] == "http://127.0.0.1:1/m.zip"

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import io
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote
 
@@ -14,7 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_tools.publish.cli import main
+from edge_shared.reported import ActiveModel, LoaderReported, ModelUpdate, UpdateError, UpdateState
+from edge_tools.publish.cli import CliError, main, status_rows
 from edge_tools.publish.connstr import ConnectionStringError, HubConnection
 from edge_tools.publish.package import PackageError, check_package, load_package, zip_folder
 from edge_tools.publish.sas import hub_sas_token
@@ -135,3 +137,48 @@ def test_cli_keygen_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureF
     assert "LOADER_TRUSTED_KEYS" in capsys.readouterr().out
     assert main(["keygen", "--out", str(tmp_path)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_publish_refuses_a_version_the_loader_would_refuse_before_any_upload(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A storage account that does not answer: the refusal must come before any connection.
+    monkeypatch.setenv("EDGE_STORAGE_CONNECTION_STRING", "DefaultEndpointsProtocol=https;AccountName=a;"
+                       "AccountKey=a2V5;BlobEndpoint=https://127.0.0.1:9/a")  # fmt: skip
+    assert main(["publish", str(model_folder(tmp_path)), "--version", "../1"]) == 2
+    assert "--version '../1' must be 1-64 characters" in capsys.readouterr().err
+
+
+def test_status_reads_the_reported_properties_through_the_shared_models() -> None:
+    loaded = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    loader = LoaderReported(
+        latest_file_name="ssd-2.zip",
+        model_update=ModelUpdate(
+            state=UpdateState.DOWNLOADING, version="2", bytes_done=5, bytes_total=10, percent=50.0, attempt=2,
+            error=UpdateError(code="download_failed", message="reset"),
+        ),
+        installed_models=["1", "2"],
+    ).to_twin()  # fmt: skip
+    active = ActiveModel(
+        version="1", file_name="ssd-1.zip", runtime="tflite", loaded_at=loaded, sha256="0" * 64
+    )
+    rows = {(m, k): v for m, k, v in status_rows(loader, {"ActiveModel": active.to_twin()}, "loader", "inf")}
+    assert rows[("loader", "latest model")] == "ssd-2.zip"
+    assert rows[("loader", "update state")] == "downloading" and rows[("loader", "attempt")] == 2
+    assert rows[("loader", "progress")] == "5/10 bytes (50%)"
+    assert rows[("loader", "error")] == "download_failed: reset"
+    assert rows[("loader", "installed")] == "1, 2"
+    assert rows[("inference", "runtime")] == "tflite"
+    assert rows[("inference", "loaded at")] == loaded.isoformat()
+
+
+def test_status_of_a_module_that_reported_nothing_shows_no_values() -> None:
+    rows = status_rows({"$version": 1, "ModelUpdate": None}, {}, "loader", "inference")
+    assert {value for _, _, value in rows} == {None}
+
+
+def test_status_names_the_reported_field_that_breaks_the_contract() -> None:
+    with pytest.raises(CliError, match=r"loader's reported LoaderReported .*ModelUpdate\.state"):
+        status_rows({"ModelUpdate": {"state": "dancing"}}, {}, "loader", "inference")
+    with pytest.raises(CliError, match="inference's reported ActiveModel"):
+        status_rows({}, {"ActiveModel": {"version": "1"}}, "loader", "inference")

@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, TypedDict, Unpack
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
@@ -259,4 +259,62 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-Source = Literal["full", "delta", "local"]
+# --- the publisher's side: typed fields in, the wire dict out -----------------------------------------
+
+
+class DeltaFields(TypedDict):
+    """The `Delta` property's fields, by their Python names (`DeltaSpec`)."""
+
+    base_version: str
+    download_url: str
+    content_sha256: str
+    format: str
+
+
+class DesiredFields(TypedDict, total=False):
+    """The optional desired properties by their Python names; `None` removes the property from the twin."""
+
+    content_md5: str | None
+    content_sha256: str | None
+    version: str | None
+    size: int | None
+    signature: str | None
+    delta: DeltaFields | None
+
+
+#: `DesiredFields` names that differ from `DesiredModel`'s field names.
+_MODEL_FIELD = {"version": "explicit_version"}
+
+
+def _wire_name(model: type[BaseModel], name: str) -> str:
+    alias = model.model_fields[_MODEL_FIELD.get(name, name)].alias
+    if alias is None:  # every field of the contract has its wire name as alias
+        raise AssertionError(f"{model.__name__}.{name} has no wire name")
+    return alias
+
+
+def desired_patch(
+    file_name: str,
+    download_url: str,
+    *,
+    clear_unset: bool = False,
+    allow_insecure_http: bool = False,
+    **fields: Unpack[DesiredFields],
+) -> dict[str, Any]:
+    """The loader's desired properties as the twin carries them, from typed fields.
+
+    Fields left out are left out of the patch, unless `clear_unset`: a twin PATCH merges, so a publisher
+    clears what an earlier publish (a signature, a delta) may have left by sending every property, `None`
+    where unset. The patch is checked with the loader's own rules (`parse_desired`) before it is returned,
+    so nothing the loader would refuse is sent; `InvalidDesiredError` names the bad field.
+    """
+    given: dict[str, object] = dict(fields)
+    if clear_unset:
+        given = {**dict.fromkeys(DesiredFields.__optional_keys__), **given}
+    delta = fields.get("delta")
+    if delta is not None:
+        given["delta"] = {_wire_name(DeltaSpec, name): value for name, value in delta.items()}
+    given = {"file_name": file_name, "download_url": download_url, **given}
+    patch = {_wire_name(DesiredModel, name): value for name, value in given.items()}
+    parse_desired(patch, allow_insecure_http=allow_insecure_http)
+    return patch

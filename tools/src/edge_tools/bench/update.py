@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from edge_shared.desired import parse_desired
 from edge_tools.bench.model_memory import measure
 from edge_tools.bench.profile import Profile
 from edge_tools.bench.results import SectionResult
@@ -52,7 +53,7 @@ def _ready_update(stack: LocalStack, version: str) -> dict[str, Any] | None:
 def _download_seconds(stack: LocalStack, ca_file: Path) -> float:
     with stack.hub() as hub:
         twin = hub.get_module_twin(stack.endpoints.device_id, "loader")
-    url = twin["properties"]["desired"]["DownloadUrl"]
+    url = parse_desired(twin["properties"]["desired"]).download_url.get_secret_value()
     with httpx.Client(verify=ssl_context(str(ca_file)), timeout=60.0) as client:
         started = time.perf_counter()
         client.get(url).raise_for_status()

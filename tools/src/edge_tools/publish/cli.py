@@ -11,13 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from edge_shared.delta import FORMAT as DELTA_FORMAT
+from edge_shared.desired import DeltaFields, desired_patch
+from edge_shared.errors import InvalidDesiredError
+from edge_shared.names import check_file_name, check_version
 from edge_shared.redaction import redact, redact_url
+from edge_shared.reported import ActiveModel, LoaderReported, ModelUpdate
 from edge_tools.publish.blob import download_package_by_version, ssl_context, upload_package
 from edge_tools.publish.connstr import ConnectionStringError, HubConnection, parse_connection_string
 from edge_tools.publish.delta import (
@@ -58,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PlanError,
         RolloutError,
         HubCallError,
+        InvalidDesiredError,
     ) as exc:
         sys.stderr.write(f"edge-model: error: {redact(str(exc))}\n")
         return 2
@@ -150,6 +157,7 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
         store_model=args.store_model,
         repack=args.repack,
     )
+    _check_names(package.file_name, args.version, args.delta_from)
     signature = sign_digest(args.sign.read_bytes(), package.sha256_bytes) if args.sign else None
     cache_dir: Path = args.cache_dir or default_cache_dir()
     delta = _build_delta(args, package, cache_dir) if args.delta_from else None
@@ -164,7 +172,7 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
         progress=progress,
         version=args.version,
     )
-    delta_desired = None
+    delta_fields: DeltaFields | None = None
     if delta is not None and delta.build.decision == "delta":
         delta_url = upload_package(
             args.storage_connection_string,
@@ -174,22 +182,24 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
             ca_file=args.storage_ca_file,
             content_type="application/octet-stream",
         )
-        delta_desired = {
-            "BaseVersion": args.delta_from,
-            "DownloadUrl": delta_url,
-            "ContentSHA256": delta.sha256_hex,
-            "Format": DELTA_FORMAT,
-        }
-    desired: dict[str, Any] = {
-        "FileName": package.file_name,
-        "DownloadUrl": url,
-        "ContentMD5": package.md5_b64,
-        "ContentSHA256": package.sha256_hex,
-        "Version": args.version,
-        "Size": package.size,
-        "Signature": signature,  # None removes a stale signature from an earlier publish
-        "Delta": delta_desired,  # None removes a stale delta
-    }
+        delta_fields = DeltaFields(
+            base_version=args.delta_from,
+            download_url=delta_url,
+            content_sha256=delta.sha256_hex,
+            format=DELTA_FORMAT,
+        )
+    desired = desired_patch(
+        package.file_name,
+        url,
+        content_md5=package.md5_b64,
+        content_sha256=package.sha256_hex,
+        version=args.version,
+        size=package.size,
+        signature=signature,
+        delta=delta_fields,
+        clear_unset=True,  # a stale signature or delta from an earlier publish is removed
+        allow_insecure_http=True,  # the storage account's own endpoint, as the user configured it
+    )
     with hub:
         twin = hub.patch_module_desired(device, args.module, desired)
     cache_package(cache_dir, args.version, package)
@@ -208,6 +218,18 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
     }
     _emit(out, summary, args.json)
     return 0
+
+
+def _check_names(file_name: str, version: str, base_version: str | None) -> None:
+    """Refuse names the loader would refuse before anything is uploaded."""
+    checks = [("--version", version, check_version), ("file name", file_name, check_file_name)]
+    if base_version is not None:
+        checks.append(("--delta-from", base_version, check_version))
+    for what, value, check in checks:
+        try:
+            check(value)
+        except ValueError as exc:
+            raise CliError(f"{what} {value!r} {exc}") from None
 
 
 def _build_delta(args: argparse.Namespace, package: ModelPackage, cache_dir: Path) -> VerifiedDelta:
@@ -252,26 +274,37 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _emit(out, {args.module: loader_reported, args.inference_module: inference_reported}, True)
         return 0
-    update = loader_reported.get("ModelUpdate") or {}
-    active = inference_reported.get("ActiveModel") or {}
-    error = update.get("error") or {}
-    rows = [
-        ("loader", "latest model", loader_reported.get("LatestAIModelFileName")),
-        ("loader", "update state", update.get("state")),
-        ("loader", "update version", update.get("version")),
-        ("loader", "progress", _progress_text(update)),
-        ("loader", "attempt", update.get("attempt")),
-        ("loader", "error", f"{error.get('code')}: {error.get('message')}" if error else None),
-        ("loader", "next retry at", update.get("nextRetryAt")),
-        ("loader", "installed", ", ".join(loader_reported.get("InstalledModels") or []) or None),
-        ("inference", "active version", active.get("version")),
-        ("inference", "runtime", active.get("runtime")),
-        ("inference", "loaded at", active.get("loadedAt")),
-    ]
+    rows = status_rows(loader_reported, inference_reported, args.module, args.inference_module)
     width = max(len(f"{m} {k}") for m, k, _ in rows)
     for module, key, value in rows:
         out.write(f"{(module + ' ' + key).ljust(width)}  {'-' if value in (None, '') else value}\n")
     return 0
+
+
+def status_rows(
+    loader_reported: Mapping[str, Any], inference_reported: Mapping[str, Any], loader: str, inference: str
+) -> list[tuple[str, str, object]]:
+    """The status table's rows, read through the shared reported-property models."""
+    # null is how a twin deletes a property: what is null is not reported
+    present = {key: value for key, value in loader_reported.items() if value is not None}
+    loader_state = _read_reported(LoaderReported, present, loader)
+    update = loader_state.model_update if "model_update" in loader_state.model_fields_set else None
+    active_value = inference_reported.get("ActiveModel")
+    active = _read_reported(ActiveModel, active_value, inference) if active_value else None
+    error = update.error if update else None
+    return [
+        ("loader", "latest model", loader_state.latest_file_name),
+        ("loader", "update state", update.state.value if update else None),
+        ("loader", "update version", update.version if update else None),
+        ("loader", "progress", _progress_text(update)),
+        ("loader", "attempt", update.attempt if update else None),
+        ("loader", "error", f"{error.code}: {error.message}" if error else None),
+        ("loader", "next retry at", _time(update.next_retry_at if update else None)),
+        ("loader", "installed", ", ".join(loader_state.installed_models) or None),
+        ("inference", "active version", active.version if active else None),
+        ("inference", "runtime", active.runtime if active else None),
+        ("inference", "loaded at", _time(active.loaded_at if active else None)),
+    ]
 
 
 def cmd_rollback(args: argparse.Namespace, out: TextIO) -> int:
@@ -295,11 +328,27 @@ def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _progress_text(update: dict[str, Any]) -> str | None:
-    if update.get("bytesTotal"):
-        return (
-            f"{update.get('bytesDone', 0)}/{update['bytesTotal']} bytes ({update.get('percent') or 0:.0f}%)"
-        )
+_Reported = TypeVar("_Reported", bound=BaseModel)
+
+
+def _read_reported(model: type[_Reported], value: object, module: str) -> _Reported:
+    """A module's reported properties through the shared contract; what does not fit is named."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(part) for part in error["loc"]) or "-" for error in exc.errors()})
+        raise CliError(
+            f"{module}'s reported {model.__name__} does not follow the contract: {', '.join(fields)}"
+        ) from None
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _progress_text(update: ModelUpdate | None) -> str | None:
+    if update and update.bytes_total:
+        return f"{update.bytes_done}/{update.bytes_total} bytes ({update.percent or 0:.0f}%)"
     return None
 
 
