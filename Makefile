@@ -10,6 +10,7 @@ RUN := $(UV) run --frozen --all-packages
 BUILD := build
 FIXTURES := $(BUILD)/fixtures
 PYTEST_ARGS ?=
+MEMBERS := shared loader_module inference_module tools
 
 .PHONY: install test test-fast demo up bench bench-quick bench-fleet lint typecheck fmt fixtures browser clean images compose-test images-arm64-smoke
 
@@ -32,6 +33,8 @@ lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) lint-imports
+	@# Each workspace member declares what it imports (its pyproject.toml's [tool.deptry] names the exceptions).
+	@for member in $(MEMBERS); do (cd $$member && $(RUN) deptry src) || exit 1; done
 
 typecheck: install
 	$(RUN) mypy shared/src loader_module/src inference_module/src tools/src tests

@@ -58,6 +58,8 @@ def _stand_in_tree(root: Path, violation: tuple[str, str] | None) -> None:
         (root / "inference_module" / sub).mkdir()
         (root / "inference_module" / sub / "__init__.py").write_text("")
     (root / "edge_shared" / "azure_edgehub.py").write_text("from azure.iot.device import Message\n")
+    (root / "edge_shared" / "delta").mkdir()
+    (root / "edge_shared" / "delta" / "__init__.py").write_text("")
     (root / "edge_tools" / "bench.py").write_text("import loader_module\nimport inference_module\n")
     if violation is not None:
         module, statement = violation
@@ -92,6 +94,8 @@ def test_the_stand_in_tree_alone_keeps_every_contract(tmp_path: Path) -> None:
             ("edge_tools.helper", "from tests.fake_edgehub import FakeEdgeHubClient"),
             "never imports the tests",
         ),
+        (("inference_module.patching", "from edge_shared.delta import x"), "never imports the delta codecs"),
+        (("inference_module.patching", "import zstandard"), "never imports the delta codecs"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(
