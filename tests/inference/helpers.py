@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import shutil
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Unpack
 
 import numpy as np
 import uvicorn
@@ -18,8 +16,7 @@ from fastapi import FastAPI
 from PIL import Image
 
 from edge_shared.messages import ModelAnnouncement
-from edge_shared.repository import ModelManifest, ModelRepository
-from edge_tools.fixtures import FixtureCatalog
+from edge_tools.fixtures import FixtureCatalog, InstallOptions, install_fixture_model
 from inference_module.runtimes.base import DetectorMetadata, RawDetections, RuntimeOptions
 from inference_module.server import server_config
 from inference_module.settings import InferenceSettings
@@ -90,59 +87,19 @@ def serve_in_thread(app: FastAPI) -> Iterator[str]:
         thread.join(STARTUP_TIMEOUT)
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def install_model(
-    root: Path,
-    catalog: FixtureCatalog,
-    model_id: str,
-    *,
-    version: str | None = None,
-    make_current: bool = True,
-    model_bytes: bytes | None = None,
+    root: Path, catalog: FixtureCatalog, model_id: str, **options: Unpack[InstallOptions]
 ) -> ModelAnnouncement:
-    """Install a fixture model as the loader would (files, manifest, `current`); return its announcement.
-
-    `model_bytes` replaces the model file's content (e.g. a corrupt model), keeping names and digests true.
-    """
-    fixture = catalog.model(model_id)
-    version = version or model_id
-    repository = ModelRepository(root)
-    repository.ensure_layout()
-    directory = repository.version_dir(version)
-    directory.mkdir(parents=True, exist_ok=True)
-    model_name = Path(fixture.model_file).name
-    labels_name = None if fixture.labels_file is None else Path(fixture.labels_file).name
-    if model_bytes is None:
-        shutil.copyfile(catalog.path(fixture.model_file), directory / model_name)
-    else:
-        (directory / model_name).write_bytes(model_bytes)
-    if fixture.labels_file is not None and labels_name is not None:
-        shutil.copyfile(catalog.path(fixture.labels_file), directory / labels_name)
-    names = [model_name] if labels_name is None else [model_name, labels_name]
-    files = {name: sha256_file(directory / name) for name in names}
-    manifest = ModelManifest(
-        version=version,
-        file_name=f"{version}.zip",
-        runtime=fixture.runtime,
-        model_file=model_name,
-        labels_file=labels_name,
-        files=files,
-        source_sha256=fixture.zip.sha256,
-        installed_at=datetime.now(UTC),
-    )
-    repository.write_manifest(directory, manifest)
-    if make_current:
-        repository.set_current(version)
+    """Install a fixture model as the loader would (files, manifest, `current`); return its announcement."""
+    manifest = install_fixture_model(root, catalog, model_id, **options)
+    folder = f"models/{manifest.version}"
     return ModelAnnouncement(
-        local_model_path=f"models/{version}/{model_name}",
-        local_labelmap_path=None if labels_name is None else f"models/{version}/{labels_name}",
-        version=version,
-        file_name=f"{version}.zip",
-        runtime=fixture.runtime,
-        sha256=files[model_name],
+        local_model_path=f"{folder}/{manifest.model_file}",
+        local_labelmap_path=None if manifest.labels_file is None else f"{folder}/{manifest.labels_file}",
+        version=manifest.version,
+        file_name=manifest.file_name,
+        runtime=manifest.runtime,
+        sha256=manifest.model_sha256,
     )
 
 

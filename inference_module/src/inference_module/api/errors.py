@@ -30,9 +30,8 @@ STATUS_BY_ERROR: dict[type[errors.InferenceError], int] = {
     errors.UnauthorizedError: 401,
     errors.AccessError: 403,
     errors.UnavailableError: 503,
-    errors.InvalidAnnouncementError: 400,
-    errors.UnsafeModelPathError: 400,
-    # An operator's reload that cannot happen in the current state; the old model keeps serving.
+    # An operator's reload that cannot happen in the current state (including a manifest that names a
+    # path outside the root: the repository is wrong, not the request); the old model keeps serving.
     errors.ModelError: 409,
     errors.InferenceError: 500,
 }

@@ -141,7 +141,17 @@ def build_router(state: AppState) -> APIRouter:
                 "description": "INFERENCE_API_TOKEN is set: bearer token missing or wrong.",
             },
             403: {"model": ErrorBody, "description": "A browser's cross-site or form request."},
-            409: {"model": ErrorBody, "description": "Nothing installed, or the model failed to load."},
+            409: {
+                "model": ErrorBody,
+                "description": "The swap could not happen; the old model keeps serving: nothing installed "
+                "(`no_current_model`), a manifest naming a path outside the root (`unsafe_path`), or the "
+                "model failed to load (`load_failed`, `load_timeout`, `checksum_mismatch`, "
+                "`insufficient_memory`).",
+            },
+            503: {
+                "model": ErrorBody,
+                "description": "A concurrent swap that had to unload first failed: nothing is loaded.",
+            },
         },
     )
     async def reload_model(request: Request) -> Response:

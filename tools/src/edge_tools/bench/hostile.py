@@ -26,10 +26,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from edge_shared.repository import ModelManifest, ModelRepository
+from edge_shared.repository import ModelRepository
 from edge_tools.bench.hostile_models import declared_input_onnx, image_dependent_indices_onnx, rgba16_png_bomb
 from edge_tools.bench.inference_process import InferenceProcess, install_fixture, status_kib
-from edge_tools.fixtures import FixtureCatalog, ensure_fixtures, make_square_image
+from edge_tools.fixtures import FixtureCatalog, ensure_fixtures, make_square_image, replace_manifest
 from inference_module.service import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -83,19 +83,7 @@ def replace_model(root: Path, version: str, data: bytes) -> None:
     manifest = repository.read_manifest(version)
     model = repository.version_dir(version) / manifest.model_file
     model.write_bytes(data)
-    replaced = ModelManifest(
-        version=manifest.version,
-        file_name=manifest.file_name,
-        runtime=manifest.runtime,
-        model_file=manifest.model_file,
-        labels_file=manifest.labels_file,
-        files={**manifest.files, manifest.model_file: file_sha256(model)},
-        source_sha256=manifest.source_sha256,
-        source_md5=manifest.source_md5,
-        installed_at=manifest.installed_at,
-        source=manifest.source,
-    )
-    repository.write_manifest(repository.version_dir(version), replaced)
+    replace_manifest(root, version, files={**manifest.files, manifest.model_file: file_sha256(model)})
 
 
 # --- the attacks ------------------------------------------------------------------------------------

@@ -7,55 +7,25 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from edge_shared.repository import ModelManifest, ModelRepository
-from edge_tools.fixtures import FixtureCatalog
+from edge_shared.repository import ModelRepository
+from edge_tools.fixtures import FixtureCatalog, install_fixture_model
 from edge_tools.procs import stop_process
-from inference_module.service import file_sha256
 
 READY_TIMEOUT = 60.0
 
 
 def install_fixture(root: Path, catalog: FixtureCatalog, model_id: str, *, current: bool = True) -> Path:
     """Install a fixture model as the loader would (files, manifest, optionally `current`); its folder."""
-    fixture = catalog.model(model_id)
-    repository = ModelRepository(root)
-    repository.ensure_layout()
-    directory = repository.version_dir(model_id)
-    directory.mkdir()
-    model = directory / Path(fixture.model_file).name
-    shutil.copyfile(catalog.path(fixture.model_file), model)
-    files = {model.name: file_sha256(model)}
-    labels = None
-    if fixture.labels_file is not None:
-        labels = directory / Path(fixture.labels_file).name
-        shutil.copyfile(catalog.path(fixture.labels_file), labels)
-        files[labels.name] = file_sha256(labels)
-    repository.write_manifest(
-        directory,
-        ModelManifest(
-            version=model_id,
-            file_name=f"{model_id}.zip",
-            runtime=fixture.runtime,
-            model_file=model.name,
-            labels_file=None if labels is None else labels.name,
-            files=files,
-            source_sha256=fixture.zip.sha256,
-            installed_at=datetime.now(UTC),
-        ),
-    )
-    if current:
-        repository.set_current(model_id)
-    return directory
+    manifest = install_fixture_model(root, catalog, model_id, make_current=current)
+    return ModelRepository(root).version_dir(manifest.version)
 
 
 def free_port() -> int:

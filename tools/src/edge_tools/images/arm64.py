@@ -15,18 +15,16 @@ it in the build steps and the smoke container. On a real ARM board the kernel's 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_shared.repository import ModelManifest, ModelRepository
-from edge_tools.fixtures import FixtureCatalog
+from edge_shared.repository import ModelRepository
+from edge_tools.fixtures import FixtureCatalog, install_fixture_model
 from edge_tools.images.build import IMAGES, Timed, build_images
 from edge_tools.images.engine import Engine, EngineError, run_command
 
@@ -93,31 +91,9 @@ def ensure_emulation() -> None:
 
 def prepare_models(root: Path, catalog: FixtureCatalog) -> None:
     """Install the two fixture models as the loader would (files 0644, manifest), `current` = ONNX."""
-    repository = ModelRepository(root)
-    repository.ensure_layout()
     for model_id in MODELS:
-        fixture = catalog.model(model_id)
-        directory = repository.version_dir(model_id)
-        directory.mkdir(mode=0o755, exist_ok=True)
-        files: dict[str, str] = {}
-        for relative in (fixture.model_file, fixture.label_file):
-            target = directory / Path(relative).name
-            shutil.copyfile(catalog.path(relative), target)
-            target.chmod(0o644)
-            files[target.name] = hashlib.sha256(target.read_bytes()).hexdigest()
-        manifest = ModelManifest(
-            version=model_id,
-            file_name=f"{model_id}.zip",
-            runtime=fixture.runtime,
-            model_file=Path(fixture.model_file).name,
-            labels_file=Path(fixture.label_file).name,
-            files=files,
-            source_sha256="0" * 64,
-            source_md5="0" * 32,
-            installed_at=datetime.now(UTC),
-        )
-        repository.write_manifest(directory, manifest)
-    repository.set_current(MODELS[0])
+        install_fixture_model(root, catalog, model_id, make_current=False, file_mode=0o644)
+    ModelRepository(root).set_current(MODELS[0])
     shutil.copyfile(catalog.path(catalog.image("one-square-jpeg").file), root / IMAGE_FILE)
     (root / IMAGE_FILE).chmod(0o644)
 
