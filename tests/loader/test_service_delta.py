@@ -11,13 +11,13 @@ import uuid
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import pytest
 
 from edge_shared.delta import FORMAT
-from edge_shared.desired import desired_patch
+from edge_shared.desired import DesiredFields, desired_patch
 from edge_shared.repository import MANIFEST_FILE, ModelRepository
 from edge_tools.azurite import Azurite
 from edge_tools.delta import make_delta
@@ -53,15 +53,24 @@ def upload(azurite: Azurite, data: bytes, name: str, *, port: int | None = None)
     return azurite.sas_url("models", blob, port=port)
 
 
-def full_desired(azurite: Azurite, data: bytes, version: str, *, port: int | None = None) -> dict[str, Any]:
+def full_desired(
+    azurite: Azurite,
+    data: bytes,
+    version: str,
+    /,
+    *,
+    port: int | None = None,
+    **fields: Unpack[DesiredFields],
+) -> dict[str, Any]:
+    """Desired `version`: the full ZIP uploaded, every digest and its size, plus `fields`."""
     d = digests(data)
     return desired_patch(
         f"{version}.zip",
         upload(azurite, data, f"{version}.zip", port=port),
-        content_md5=d.md5_base64,
-        content_sha256=d.sha256,
-        size=len(data),
-        version=version,
+        **(
+            DesiredFields(content_md5=d.md5_base64, content_sha256=d.sha256, size=len(data), version=version)
+            | fields
+        ),
     )
 
 
@@ -309,13 +318,17 @@ async def test_retention_keeps_the_base_of_a_delta_desired_during_an_install(
     v1, v2 = family_zips("onnx")
     v3 = yolo_zip("v2", labels=coco_labels_text().replace("person", "human", 1))
     delta = make_delta(v1, v3, base_version="1.0", target_version="3.0").delta
-    v3_desired = {**full_desired(azurite, v3, "3.0")}
-    v3_desired["Delta"] = {
-        "BaseVersion": "1.0",
-        "DownloadUrl": upload(azurite, delta, "3.0.emdelta"),
-        "ContentSHA256": hashlib.sha256(delta).hexdigest(),
-        "Format": FORMAT,
-    }
+    v3_desired = full_desired(
+        azurite,
+        v3,
+        "3.0",
+        delta={
+            "base_version": "1.0",
+            "download_url": upload(azurite, delta, "3.0.emdelta"),
+            "content_sha256": hashlib.sha256(delta).hexdigest(),
+            "format": FORMAT,
+        },
+    )
 
     pending: list[asyncio.Task[None]] = []
 

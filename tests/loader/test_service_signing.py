@@ -36,10 +36,9 @@ def sign(key: Ed25519PrivateKey, data: bytes) -> str:
 
 
 def signed(azurite: Azurite, data: bytes, version: str, key: Ed25519PrivateKey | None) -> dict[str, Any]:
-    props = full_desired(azurite, data, version)
-    if key is not None:
-        props["Signature"] = sign(key, data)
-    return props
+    if key is None:
+        return full_desired(azurite, data, version)
+    return full_desired(azurite, data, version, signature=sign(key, data))
 
 
 def tampered(data: bytes) -> bytes:
