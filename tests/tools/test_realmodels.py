@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_tools.fixtures import generate_fixtures, load_catalog
+from edge_tools.fixtures import ensure_fixtures, generate_fixtures, load_catalog
 from edge_tools.fixtures.__main__ import main
 from edge_tools.realmodels import (
     CACHE_ENV,
@@ -212,6 +212,24 @@ def test_real_models_join_a_synthetic_catalog_which_then_serves_both(
     assert generate_fixtures(tmp_path).up_to_date  # a catalog with real models serves a plain request
     assert generate_fixtures(tmp_path, real_cache=REAL_CACHE).up_to_date
     assert len(real_files) == len(PINNED_FILES) == 7
+
+
+@pytest.mark.usefixtures("real_files")
+def test_a_rebuild_for_a_plain_request_keeps_the_real_models_already_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A dependency upgrade changes the fingerprint; the next test run or benchmark asks for the fixtures
+    # without a cache (conftest's `ensure_fixtures`): the real models `make fixtures` built must stay.
+    assert generate_fixtures(tmp_path, real_cache=REAL_CACHE).catalog.real
+    catalog_file = tmp_path / "catalog.json"
+    stale = json.loads(catalog_file.read_text(encoding="utf-8"))
+    catalog_file.write_text(json.dumps({**stale, "fingerprint": "an older generator"}), encoding="utf-8")
+    monkeypatch.setenv(CACHE_ENV, str(REAL_CACHE))
+
+    rebuilt = ensure_fixtures(tmp_path)
+
+    assert rebuilt.real and rebuilt.model(FACE_DETECTOR_ID).real
+    assert load_catalog(tmp_path).fingerprint != "an older generator"
 
 
 def test_cli_builds_real_models_by_default_and_skips_them_with_no_real(
