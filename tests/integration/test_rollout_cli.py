@@ -12,6 +12,7 @@ import pytest
 
 from edge_tools.fixtures import FixtureCatalog
 from edge_tools.publish.cli import main
+from edge_tools.rollout import runner
 from edge_tools.stack.fleet import FleetStack
 
 pytestmark = pytest.mark.integration
@@ -213,6 +214,13 @@ def test_a_device_no_longer_targeted_falls_back_to_its_own_desired_properties(
     # `edge-model publish` wrote top-level keys on one device while a layer's `Model` object names the
     # fleet's model: the layer wins whole. Once no layer targets the device, its own keys apply again.
     device = fleet.device_ids[1]
+    code, out, _ = _run(
+        capsys,
+        *_start(
+            fleet, catalog, "cli-cover", "cli-cover", "tiny-yolo-2", "--interval", "0.3", "--timeout", "120"
+        ),
+    )
+    assert code == 0, out
     code, out, err = _run(
         capsys,
         "publish",
@@ -226,9 +234,12 @@ def test_a_device_no_longer_targeted_falls_back_to_its_own_desired_properties(
         *_hub_args(fleet),
     )
     assert code == 0, err
-    assert _desired_versions(fleet)[device] == "cli-base"
-    for rollout in ("cli-base", "cli-next"):
-        assert _run(capsys, "rollout", "delete", rollout, *_hub_args(fleet))[0] == 0
+    assert _desired_versions(fleet)[device] == "cli-cover"
+    with fleet.hub() as hub:  # every layer goes (other tests' too: they may share this fleet)
+        for record in runner.rollouts(hub).values():
+            if record.state == "running":
+                runner.abort(hub, record.rollout_id)
+            runner.delete(hub, record.rollout_id)
 
     def own_model_ready() -> bool:
         with fleet.hub() as hub:

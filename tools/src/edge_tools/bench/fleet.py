@@ -29,7 +29,6 @@ from edge_tools.publish.blob import upload_package
 from edge_tools.publish.package import ModelPackage, load_package
 from edge_tools.rollout import runner
 from edge_tools.rollout.blob_access import policy_blob_url, renew_read_policy
-from edge_tools.rollout.configurations import model_object
 from edge_tools.rollout.decide import Step
 from edge_tools.rollout.plan import FailureLimit, Ring, RolloutPlan
 from edge_tools.stack.fleet import FleetStack
@@ -129,7 +128,7 @@ def publish_model(stack: FleetStack, package: ModelPackage, version: str) -> dic
         ca_file=str(stack.storage_ca_file),
     )
     read_url = policy_blob_url(stack.storage_connection_string, CONTAINER, url, package.file_name, POLICY)
-    return model_object(package, read_url, version)
+    return package.desired(read_url, version)
 
 
 def drive(

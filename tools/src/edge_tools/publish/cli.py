@@ -19,7 +19,7 @@ from typing import Any, TextIO, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from edge_shared.delta import FORMAT as DELTA_FORMAT
-from edge_shared.desired import DeltaFields, desired_patch
+from edge_shared.desired import DeltaFields
 from edge_shared.errors import InvalidDesiredError
 from edge_shared.names import check_file_name, check_version
 from edge_shared.redaction import redact, redact_url
@@ -188,13 +188,9 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
             content_sha256=delta.sha256_hex,
             format=DELTA_FORMAT,
         )
-    desired = desired_patch(
-        package.file_name,
+    desired = package.desired(
         url,
-        content_md5=package.md5_b64,
-        content_sha256=package.sha256_hex,
-        version=args.version,
-        size=package.size,
+        args.version,
         signature=signature,
         delta=delta_fields,
         clear_unset=True,  # a stale signature or delta from an earlier publish is removed

@@ -14,7 +14,9 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+from edge_shared.desired import DeltaFields, DesiredFields, desired_patch
 from edge_shared.errors import LabelError
 from edge_shared.labels import find_label_file
 from edge_tools.publish.zipwriter import ZipEntry, write_zip
@@ -51,6 +53,31 @@ class ModelPackage:
     @property
     def sha256_bytes(self) -> bytes:
         return hashlib.sha256(self.data).digest()
+
+    def desired(
+        self,
+        url: str,
+        version: str,
+        *,
+        signature: str | None = None,
+        delta: DeltaFields | None = None,
+        clear_unset: bool = False,
+        allow_insecure_http: bool = False,
+    ) -> dict[str, Any]:
+        """The loader's desired properties naming this package at `url` (`edge_shared.desired_patch`)."""
+        fields: DesiredFields = {
+            "content_md5": self.md5_b64,
+            "content_sha256": self.sha256_hex,
+            "version": version,
+            "size": self.size,
+        }
+        if signature is not None:
+            fields["signature"] = signature
+        if delta is not None:
+            fields["delta"] = delta
+        return desired_patch(
+            self.file_name, url, clear_unset=clear_unset, allow_insecure_http=allow_insecure_http, **fields
+        )
 
 
 def zip_folder(folder: Path, *, store_model: bool = False) -> bytes:

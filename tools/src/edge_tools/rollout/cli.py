@@ -26,7 +26,7 @@ from edge_tools.publish.package import load_package
 from edge_tools.publish.signing import sign_digest
 from edge_tools.rollout import runner
 from edge_tools.rollout.blob_access import DEFAULT_POLICY, policy_blob_url, renew_read_policy
-from edge_tools.rollout.configurations import RingState, RolloutRecord, model_object
+from edge_tools.rollout.configurations import RingState, RolloutRecord
 from edge_tools.rollout.decide import RingCounts, Step
 from edge_tools.rollout.fleet import device_rows, render, render_rollouts, summary
 from edge_tools.rollout.hub import FleetHub
@@ -185,7 +185,7 @@ def cmd_start(args: argparse.Namespace, out: TextIO) -> int:
         read_url = policy_blob_url(
             args.storage_connection_string, args.container, url, package.file_name, args.sas_policy
         )
-        record = runner.start(hub, plan, model_object(package, read_url, args.version, signature))
+        record = runner.start(hub, plan, package.desired(read_url, args.version, signature=signature))
         _say(
             out,
             args,

@@ -15,8 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from edge_shared.desired import desired_patch
-from edge_tools.publish.package import ModelPackage
 from edge_tools.rollout.plan import FailureLimit, Ring, RolloutPlan
 
 ID_PREFIX = "edge-model-"
@@ -67,22 +65,6 @@ def module_query(module: str, version: str, condition: str) -> str:
     return (
         f"SELECT deviceId FROM devices.modules WHERE moduleId='{module}' AND "
         f"properties.reported.ModelUpdate.version='{version}' AND ({condition})"
-    )
-
-
-def model_object(
-    package: ModelPackage, url: str, version: str, signature: str | None = None
-) -> dict[str, Any]:
-    """The loader's `Model` desired object a layer carries, built and checked by the shared contract."""
-    fields: dict[str, Any] = {"signature": signature} if signature else {}
-    return desired_patch(
-        package.file_name,
-        url,
-        content_md5=package.md5_b64,
-        content_sha256=package.sha256_hex,
-        version=version,
-        size=package.size,
-        **fields,
     )
 
 

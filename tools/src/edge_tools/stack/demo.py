@@ -17,7 +17,6 @@ from typing import Any, TextIO
 
 import httpx
 
-from edge_shared.desired import desired_patch
 from edge_tools.fixtures import ensure_fixtures
 from edge_tools.fixtures.catalog import FixtureCatalog
 from edge_tools.publish.blob import upload_package
@@ -118,15 +117,8 @@ def publish(stack: LocalStack, zip_path: Path, version: str) -> dict[str, Any]:
         sas_ttl=timedelta(hours=1),
         ca_file=str(endpoints.storage_ca_file),
     )
-    desired = desired_patch(
-        package.file_name,
-        url,
-        content_md5=package.md5_b64,
-        content_sha256=package.sha256_hex,
-        version=version,
-        size=package.size,
-        clear_unset=True,  # a twin PATCH merges: clear what an earlier (signed or delta) publish left
-    )
+    # A twin PATCH merges: clear what an earlier (signed or delta) publish left.
+    desired = package.desired(url, version, clear_unset=True)
     with stack.hub() as hub:
         return hub.patch_module_desired(endpoints.device_id, "loader", desired)
 
