@@ -99,3 +99,28 @@ def test_endless_etag_conflicts_end_in_a_clear_error() -> None:
     with hub, pytest.raises(runner.RolloutError, match="kept changing under us"):
         runner.abort(hub, "r")
     assert written == []
+
+
+def test_a_configuration_with_a_rings_id_that_someone_else_made_is_refused_before_anything_is_written() -> (
+    None
+):
+    puts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/configurations":
+            return httpx.Response(200, json=[{"id": "edge-model-r-1-all", "labels": {}, "priority": 1}])
+        if request.url.path == "/devices/query":
+            return httpx.Response(200, json=[{"deviceId": "d1"}])
+        puts.append(request.url.path)
+        return httpx.Response(200, json={})
+
+    plan = RolloutPlan(
+        rollout_id="r",
+        version="v2",
+        rings=(Ring(name="canary", condition="tags.a='b'"), Ring(name="all", condition="tags.c='d'")),
+        priority=11,
+    )
+    with FleetHub(CONNECTION, transport=httpx.MockTransport(handler)) as hub:
+        with pytest.raises(runner.RolloutError, match="configuration 'edge-model-r-1-all' exists"):
+            runner.start(hub, plan, {"FileName": "m.zip"})
+    assert puts == []
