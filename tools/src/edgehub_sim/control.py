@@ -8,6 +8,7 @@ import copy
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from edgehub_sim.deployments.configurations import public
 from edgehub_sim.deployments.engine import CycleResult, DeploymentEngine
 from edgehub_sim.hub import Hub
 from edgehub_sim.methods import MethodResult
@@ -82,6 +83,10 @@ class SimulatorControl:
             self._hub.invoke_method(module, name, payload, timeout, connect_timeout, device),
             timeout + connect_timeout + CALL_TIMEOUT_SECS,
         )
+
+    def configuration(self, config_id: str) -> dict[str, Any]:
+        """A configuration as `GET /configurations/{id}` returns it (with the latest metrics)."""
+        return public(self._hub.configurations.get(config_id))
 
     def apply_deployments(self) -> CycleResult:
         """Run a deployment apply cycle now (as the periodic one does)."""
