@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edgehub_sim.__main__ import serve_command
 from tests.edgehub_sim.conftest import random_loopback
 
 pytestmark = pytest.mark.integration
@@ -19,21 +19,7 @@ pytestmark = pytest.mark.integration
 
 def serve(manifest: Path, state_dir: Path, bind: str, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edgehub_sim",
-            "serve",
-            "--manifest",
-            str(manifest),
-            "--state-dir",
-            str(state_dir),
-            "--bind",
-            bind,
-            "--log-level",
-            "WARNING",
-            *extra,
-        ],
+        serve_command(manifest, state_dir, bind, *extra),
         env=os.environ | {"PYTHONWARNINGS": "error::ResourceWarning"},
         stderr=subprocess.PIPE,
     )
@@ -55,8 +41,7 @@ def serving(manifest: Path, state_dir: Path, bind: str, *extra: str) -> Iterator
 
 def serve_to_end(manifest: Path, state_dir: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
     """Run `serve` expecting it to exit by itself (a refused start), bounded in time."""
-    command = [sys.executable, "-m", "edgehub_sim", "serve", "--manifest", str(manifest)]
-    command += ["--state-dir", str(state_dir), "--bind", random_loopback(), *extra]
+    command = serve_command(manifest, state_dir, random_loopback(), *extra)
     return subprocess.run(command, capture_output=True, timeout=60, check=False)
 
 

@@ -28,6 +28,12 @@ from edgehub_sim.server import (
 logger = logging.getLogger("edgehub_sim")
 
 
+def serve_command(manifest: Path, state_dir: Path, bind: str, *extra: str) -> list[str]:
+    """The argv that runs `serve` in a child process (tests, the cost probe), logging warnings only."""
+    command = [sys.executable, "-m", "edgehub_sim", "serve", "--manifest", str(manifest)]
+    return [*command, "--state-dir", str(state_dir), "--bind", bind, "--log-level", "WARNING", *extra]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments."""
     parser = argparse.ArgumentParser(prog="python -m edgehub_sim", description=__doc__)

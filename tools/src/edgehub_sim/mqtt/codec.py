@@ -279,3 +279,24 @@ def encode_unsuback(packet_id: int) -> bytes:
 def encode_pingresp() -> bytes:
     """PINGRESP."""
     return _frame(PINGRESP << 4, b"")
+
+
+def encode_connect(connect: Connect) -> bytes:
+    """CONNECT as a client sends it (the fleet cost probe's hand-built clients)."""
+    flags = (0x80 if connect.username is not None else 0) | (0x40 if connect.password is not None else 0)
+    flags |= 0x02 if connect.clean_session else 0
+    body = _text("MQTT") + bytes([connect.protocol_level, flags]) + struct.pack("!H", connect.keepalive)
+    body += _text(connect.client_id)
+    if connect.username is not None:
+        body += _text(connect.username)
+    if connect.password is not None:
+        body += struct.pack("!H", len(connect.password)) + connect.password
+    return _frame(CONNECT << 4, body)
+
+
+def encode_subscribe(subscribe: Subscribe) -> bytes:
+    """SUBSCRIBE as a client sends it."""
+    body = struct.pack("!H", subscribe.packet_id)
+    for topic_filter, qos in subscribe.filters:
+        body += _text(topic_filter) + bytes([qos])
+    return _frame((SUBSCRIBE << 4) | 0x02, body)
