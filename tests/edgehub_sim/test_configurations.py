@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from edgehub_sim.deployments.configurations import MAX_CONFIGURATIONS, Configurations
+from edgehub_sim.deployments.throttle import WriteThrottle
 from edgehub_sim.errors import HubRequestError
 from edgehub_sim.store import Store
 
@@ -144,3 +145,27 @@ def test_configurations_survive_a_restart(tmp_path: Path) -> None:
     reopened = Store(tmp_path / "s.db")
     assert Configurations(reopened).get("kept")["priority"] == 10
     reopened.close()
+
+
+def test_the_write_throttle_answers_429_with_retry_after_until_the_window_moves() -> None:
+    now = [1000.0]
+    throttle = WriteThrottle(2, clock=lambda: now[0])
+    throttle.admit()
+    now[0] += 10
+    throttle.admit()
+    now[0] += 5
+    error = refused(throttle.admit)
+    assert (error.status, error.code, error.retry_after) == (429, "ThrottlingException", 45)
+    now[0] += 44.5
+    assert refused(throttle.admit).retry_after == 1  # never less than a second
+    now[0] += 0.5  # the first write leaves the window
+    throttle.admit()
+    assert refused(throttle.admit).status == 429
+    with pytest.raises(ValueError, match="at least 1"):
+        WriteThrottle(0)
+
+
+def test_without_a_limit_nothing_is_throttled() -> None:
+    throttle = WriteThrottle(None, clock=lambda: 0.0)
+    for _ in range(1000):
+        throttle.admit()

@@ -210,3 +210,25 @@ async def test_twin_queries_page_with_continuation(fleet: EdgeHubSimulator) -> N
         refused = await http.post("/devices/query", params=API, json={"query": "SELECT COUNT() FROM devices"})
         assert refused.status_code == 400 and refused.json()["Message"].startswith("ErrorCode:BadRequest;")
         assert (await http.post("/devices/query", params=API, json={"sql": "x"})).status_code == 400
+
+
+async def test_configuration_writes_past_the_limit_are_throttled(manifest_path: Path, tmp_path: Path) -> None:
+    simulator = start_simulator(
+        manifest_path, tmp_path / "throttled", devices=DEVICES, configuration_writes_per_minute=2
+    )
+    try:
+        async with service_client(simulator) as http:
+            assert (await put(http, "first", layer("tags.a='b'", 1, x=1))).status_code == 201
+            assert (await http.delete("/configurations/first", params=API)).status_code == 204
+            throttled = await put(http, "second", layer("tags.a='b'", 1, x=1))
+            assert (
+                throttled.status_code == 429
+                and throttled.headers["iothub-errorcode"] == "ThrottlingException"
+            )
+            assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+            assert (await http.get("/configurations/second", params=API)).status_code == 404  # not written
+            assert (
+                await http.post("/devices/query", params=API, json={"query": "SELECT * FROM devices"})
+            ).status_code == 200
+    finally:
+        simulator.stop()

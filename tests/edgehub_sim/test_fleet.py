@@ -164,6 +164,7 @@ def test_cli_serves_a_fleet(manifest_path: Path, tmp_path: Path) -> None:
         (["--devices", "0"], "at least 1"),
         (["--devices", "2", "--workload-port", "40000"], "workload-port"),
         (["--deployment-interval", "0"], "interval"),
+        (["--configuration-writes-per-minute", "0"], "at least 1"),
     ],
 )
 def test_cli_refuses_a_bad_fleet(

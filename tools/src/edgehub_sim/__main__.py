@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between apply cycles of automatic deployments (IoT Hub: 300; also run right after "
         "a configuration changes)",
     )
+    serve.add_argument(
+        "--configuration-writes-per-minute",
+        type=int,
+        default=None,
+        help="answer configuration PUT/DELETE past N a minute with 429 ThrottlingException and Retry-After, "
+        "as IoT Hub does past 20 a minute per unit (default: never throttle)",
+    )
     serve.add_argument("--log-level", default="INFO", help="logging level")
     serve.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines")
     return parser
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             device_id=args.device_id,
             devices=_fleet(args),
             deployment_interval=args.deployment_interval,
+            configuration_writes_per_minute=args.configuration_writes_per_minute,
         )
         simulator.start()
     except (SimulatorError, ValueError, OSError) as exc:  # ManifestError is a ValueError

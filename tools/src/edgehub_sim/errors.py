@@ -8,7 +8,7 @@ SimulatorError
 ├── MethodError        a direct method could not be delivered or answered (carries an HTTP status)
 ├── TwinPatchError     a twin patch is not a JSON object
 └── HubRequestError    a service API request IoT Hub would refuse: HTTP status + IoT Hub error code
-                       (bad configuration, target condition or query, etag mismatch, quota, ...)
+                       (bad configuration, target condition or query, etag mismatch, quota, throttling)
 """
 
 
@@ -48,7 +48,9 @@ class HubRequestError(SimulatorError):
     """A request IoT Hub refuses: `status` is the HTTP status, `code` IoT Hub's error code name
     (`iothub-errorcode` header, and `ErrorCode:<code>;` in the body's `Message`)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        #: Seconds for a `Retry-After` header (429 answers).
+        self.retry_after = retry_after

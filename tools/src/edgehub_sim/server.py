@@ -18,6 +18,7 @@ from typing import Any
 from edge_shared.fsutil import atomic_write_bytes
 from edgehub_sim.control import SimulatorControl
 from edgehub_sim.deployments.engine import DEFAULT_INTERVAL_SECS, DeploymentEngine
+from edgehub_sim.deployments.throttle import WriteThrottle
 from edgehub_sim.http_server import HttpListener, bind_tcp, bind_unix
 from edgehub_sim.hub import Hub
 from edgehub_sim.identity import SERVICE_KEY_NAME, Identity, load_identity
@@ -70,6 +71,7 @@ class EdgeHubSimulator:
         device_id: str = DEFAULT_DEVICE_ID,
         devices: Sequence[str] | None = None,
         deployment_interval: float = DEFAULT_INTERVAL_SECS,
+        configuration_writes_per_minute: int | None = None,
     ) -> None:
         if devices is not None:
             validate_device_ids(devices)
@@ -77,6 +79,8 @@ class EdgeHubSimulator:
                 raise ValueError("--workload-port serves one device's modules; a fleet uses unix sockets")
         if deployment_interval <= 0:
             raise ValueError("the deployment interval must be positive")
+        #: IoT Hub throttles configuration writes (20 a minute per unit); None: never throttle.
+        self.throttle = WriteThrottle(configuration_writes_per_minute)
         self.manifest_path = Path(manifest_path)
         self.state_dir = Path(state_dir).resolve()
         self.bind = bind
@@ -161,7 +165,14 @@ class EdgeHubSimulator:
             sockets = self._workload_sockets(identity)
             engine = DeploymentEngine(hub, self.deployment_interval)
             running = _Running(
-                hub, engine, store, tls, sockets, self.workload_socket_mode, self.devices is not None
+                hub,
+                engine,
+                store,
+                tls,
+                sockets,
+                self.workload_socket_mode,
+                self.devices is not None,
+                self.throttle,
             )
             await running.listen(self.bind, self.mqtt_port, self.service_port, self.workload_port)
         except BaseException:
@@ -352,9 +363,11 @@ class _Running:
         workload_sockets: dict[str, Path],
         socket_mode: int,
         fleet: bool,
+        throttle: WriteThrottle,
     ) -> None:
         self.hub = hub
         self.engine = engine
+        self.throttle = throttle
         self._fleet = fleet
         self.store = store
         self.tls = tls
@@ -373,7 +386,7 @@ class _Running:
             await self._listen_workload(bind, workload_port)
         hosts = [f"{bind}:{service_port}", bind, identity.hub_name]
         service = HttpListener(
-            create_service_app(self.hub, hosts, self.engine.trigger),
+            create_service_app(self.hub, hosts, self.engine.trigger, self.throttle),
             bind_tcp(bind, service_port),
             self.tls.cert_path,
             self.tls.key_path,

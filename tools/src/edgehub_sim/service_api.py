@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from edgehub_sim.deployments.configurations import public
 from edgehub_sim.deployments.query import parse_query
+from edgehub_sim.deployments.throttle import WriteThrottle
 from edgehub_sim.device_twins import check_if_match
 from edgehub_sim.errors import (
     AuthError,
@@ -76,10 +77,15 @@ class QuerySpecification(BaseModel):
 
 
 def create_service_app(
-    hub: Hub, service_hosts: list[str], on_configurations_changed: Callable[[], None]
+    hub: Hub,
+    service_hosts: list[str],
+    on_configurations_changed: Callable[[], None],
+    throttle: WriteThrottle | None = None,
 ) -> Starlette:
     """The service API app; `service_hosts` are the `sr` values a service token may name;
-    `on_configurations_changed` runs after a configuration is created, updated or deleted."""
+    `on_configurations_changed` runs after a configuration is created, updated or deleted; `throttle`
+    limits configuration writes (none by default)."""
+    writes = throttle or WriteThrottle(None)
     identity = hub.identity
 
     def authorize(request: Request, allow_module: bool = False) -> None:
@@ -151,6 +157,7 @@ def create_service_app(
 
     async def put_configuration(request: Request) -> JSONResponse:
         authorize(request)
+        writes.admit()
         document, created = hub.configurations.put(
             request.path_params["id"], await request.body(), request.headers.get("if-match")
         )
@@ -163,6 +170,7 @@ def create_service_app(
 
     async def delete_configuration(request: Request) -> Response:
         authorize(request)
+        writes.admit()
         hub.configurations.delete(request.path_params["id"], request.headers.get("if-match"))
         on_configurations_changed()
         return Response(status_code=204)
@@ -267,7 +275,10 @@ def _error_handlers() -> dict[Any, Any]:
 
     async def refused(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HubRequestError)
-        return _error(exc.status, exc.code, str(exc))
+        response = _error(exc.status, exc.code, str(exc))
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     return {
         AuthError: auth,
