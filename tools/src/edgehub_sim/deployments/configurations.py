@@ -239,8 +239,11 @@ class Configurations:
             document = self._documents.get(config_id)
             if document is None:  # deleted during the cycle
                 return
-            document["systemMetrics"] = {"results": dict(system), "queries": dict(queries)}
-            document["metrics"] = {**document["metrics"], "results": dict(custom)}
+            system_metrics = {"results": dict(system), "queries": dict(queries)}
+            metrics = {**document["metrics"], "results": dict(custom)}
+            if (system_metrics, metrics) == (document["systemMetrics"], document["metrics"]):
+                return  # a steady fleet writes nothing each cycle
+            document.update(systemMetrics=system_metrics, metrics=metrics)
             self._store.save_configuration(config_id, document)
 
     def snapshot(self) -> list[dict[str, Any]]:
