@@ -56,6 +56,8 @@ class Hub:
         self.log = MessageLog(feed)
         self.methods = PendingMethods()
         self._store = store
+        if len(identity.devices) == 1:  # a state dir written before fleets: keep its twins
+            store.migrate_single_device_twins(identity.client_id)
         self.twins = TwinRegistry(
             store,
             {

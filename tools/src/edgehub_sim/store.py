@@ -6,6 +6,7 @@ accepted. Only the simulator's event-loop thread uses a `Store`.
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,29 @@ class Store:
                 json.dumps([[c, list(p), v] for c, p, v in twin.layers]),
             ),
         )
+
+    def migrate_single_device_twins(self, key_of: Callable[[str], str]) -> int:
+        """Move module twins from the single-device `twins` table of older state dirs (keyed by module)
+        into `module_twins` (keyed by `key_of(module)`), once; returns how many moved."""
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='twins'"
+        ).fetchone()
+        if exists is None:
+            return 0
+        rows = self._db.execute(
+            "SELECT module, desired, desired_version, reported, reported_version FROM twins"
+        ).fetchall()
+        moved = 0
+        with self._db:
+            self._db.execute("BEGIN")
+            for module, desired, dv, reported, rv in rows:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO module_twins VALUES (?, ?, ?, ?, ?, NULL, '[]')",
+                    (key_of(module), desired, dv, reported, rv),
+                )
+                moved += cursor.rowcount
+            self._db.execute("DROP TABLE twins")
+        return moved
 
     def load_device_twins(self) -> dict[str, StoredDeviceTwin]:
         """Every stored device twin by device id."""
