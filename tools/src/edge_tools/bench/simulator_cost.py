@@ -2,8 +2,8 @@
 configurations on a fast apply cycle, and with every module connected (hand-built MQTT over TLS clients,
 so the clients' own cost stays out of the simulator's numbers).
 
-    python -m edgehub_sim.cost --manifest deployment.json --devices 10 50 200 [--configurations]
-        [--connect] [--interval 300] [--seconds 20] [--bind 127.0.0.N]
+    python -m edge_tools.bench.simulator_cost --manifest deployment.json --devices 10 50 200
+        [--configurations] [--connect] [--interval 300] [--seconds 20] [--bind 127.0.0.N]
 
 One JSON line per fleet size. Each run starts its own simulator in a temporary state dir and stops it.
 CPU is the process's user + system time over `--seconds`, as a percentage of one core.
@@ -203,7 +203,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     """Measure each fleet size; one JSON line each on stdout."""
-    parser = argparse.ArgumentParser(prog="python -m edgehub_sim.cost", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m edge_tools.bench.simulator_cost", description=__doc__)
     parser.add_argument("--manifest", type=Path, required=True, help="deployment.json")
     parser.add_argument("--devices", type=int, nargs="+", required=True, help="fleet sizes to measure")
     parser.add_argument(

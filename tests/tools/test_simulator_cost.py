@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edgehub_sim.cost import main, measure
+from edge_tools.bench.simulator_cost import main, measure
 from edgehub_sim.mqtt.codec import (
     CONNECT,
     SUBSCRIBE,
