@@ -56,11 +56,13 @@ def markdown(sections: Sequence[SectionResult], run: RunInfo) -> str:
         if m.openblas_env
         else "neither `OPENBLAS_CORETYPE` nor `OPENBLAS_L2_SIZE` set for the benchmark process"
     )
+    fleet_only = [section.key for section in sections] == ["fleet"]
+    regenerate = "`make bench-fleet`" if fleet_only else "`make bench` (full) or `make bench-quick`"
     out = [
-        "# Benchmarks",
+        "# Fleet benchmarks" if fleet_only else "# Benchmarks",
         "",
         f"Written by `{run.command}` ({run.mode} mode) on {run.started:%Y-%m-%d %H:%M} UTC in "
-        f"{run.seconds / 60:.1f} min; regenerate with `make bench` (full) or `make bench-quick`. Do not edit "
+        f"{run.seconds / 60:.1f} min; regenerate with {regenerate}. Do not edit "
         "by hand: the figures come from one run. How figures are taken ([architecture §12](architecture.md)):"
         " every goal is a ratio of two things measured side by side in this run on this machine (absolute "
         "times on a shared machine mean little across runs); each figure is min / median / max over its "
