@@ -29,9 +29,29 @@ from edge_shared.redaction import redact, redact_url
 from edge_shared.reported import ErrorCode, ModelUpdate, Source, UpdateError, UpdateState
 from edge_shared.repository import ModelManifest, ModelRepository
 from loader_module.clock import Clock, SystemClock
+from loader_module.decide import (
+    AwaitNewUrl,
+    Blocked,
+    Desired,
+    GiveUp,
+    Idle,
+    Install,
+    Installed,
+    InvalidDesired,
+    NoDesired,
+    RefuseDesired,
+    ReportReady,
+    RetryAt,
+    StayRejected,
+    StayRolledBack,
+    WaitUntil,
+    after_failure,
+    decide,
+    rollback_version,
+)
 from loader_module.delta import RebuiltZip, delta_part_path, rebuild_zip, rebuilt_zip_path, usable_base
 from loader_module.download import Downloader, DownloadLimits, DownloadResult, discard
-from loader_module.errors import DeltaUnusableError, LoaderError, RollbackFailedError, SasExpiredError
+from loader_module.errors import DeltaUnusableError, LoaderError
 from loader_module.failures import classify, reportable
 from loader_module.install import (
     activate,
@@ -64,6 +84,9 @@ class _Job:
     wait_until: datetime | None = None
     new_url: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+
+    def running_for(self, desired: DesiredModel) -> bool:
+        return self.key == target_key(desired) and self.task is not None and not self.task.done()
 
 
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:
@@ -208,64 +231,56 @@ class LoaderService:
             await self._reconcile(force)
 
     async def _reconcile(self, force: bool) -> None:
-        props = {key: value for key, value in self._desired.items() if not key.startswith("$")}
-        if desired_is_empty(props):
-            await self._cancel_job()
-            await self._report_inventory(state=UpdateState.IDLE)
-            return
-        try:
-            desired = parse_desired(props, allow_insecure_http=self._settings.allow_insecure_http)
-        except InvalidDesiredError as exc:
-            await self._cancel_job()
-            logger.warning("desired properties are invalid", extra={"problems": exc.fields})
-            self._state.update = None
-            await self._save()
-            await self._fail_report(
-                ErrorCode.INVALID_DESIRED, str(exc), file_name=None, version=None, started=self._clock.now()
-            )
-            return
-        key = target_key(desired)
+        wanted = self._parsed_desired()
         job = self._job
-        if job is not None and job.key == key and job.task is not None and not job.task.done() and not force:
-            new_url = url_digest(job.desired) != url_digest(desired)
-            job.desired = desired  # the next attempt uses the new URLs (the ZIP's, or the delta's)
-            if new_url:
+        if isinstance(wanted, DesiredModel) and job is not None and not force and job.running_for(wanted):
+            if url_digest(job.desired) != url_digest(wanted):
                 job.new_url.set()
+            job.desired = wanted  # the next attempt uses the new URLs (the ZIP's, or the delta's)
             return
         await self._cancel_job()
-        if self._state.rolled_back_target == key and not force:
-            await self._report_rolled_back()
-            return
-        if self._state.rolled_back_target is not None and self._state.rolled_back_target != key:
-            self._state.rolled_back_target = None
+        installed = await self._installed_for(wanted)
+        decision = decide(wanted, self._state, installed, self._clock.now(), force=force)
+        action = decision.action
+        if decision.forget_rollback or decision.forget_rejection:
+            if decision.forget_rollback:
+                self._state.rolled_back_target = None
+            if decision.forget_rejection:
+                self._state.rejected = None  # the desired state changed: the refusal no longer applies
             await self._save()
-        rejected = self._state.rejected
-        if rejected is not None and rejected.target == key and not force:
-            await self._report_rejected(rejected)
-            return
-        if rejected is not None and rejected.target is not None:
-            self._state.rejected = None  # the desired state changed: the refusal no longer applies
-            await self._save()
-        if await self._already_installed(desired):
-            return
-        cycle = 1
-        wait_until: datetime | None = None
-        record = self._state.update
-        if record is not None and record.target == key and record.status == "failed" and not force:
-            same_url = record.url_digest == url_digest(desired)
-            if record.error_code == ErrorCode.SAS_EXPIRED and same_url:
-                await self._report_record(record, desired)
-                return
-            if record.next_retry_at is None and same_url:
-                await self._report_record(record, desired)  # final failure: needs a new desired or `retry`
-                return
-            cycle = record.cycle + 1
-            wait_until = record.next_retry_at if same_url else None
-            if wait_until is not None:
-                await self._report_record(record, desired)  # still failed, retrying at nextRetryAt
-        elif record is not None and record.target == key and record.status == "pending":
-            cycle = record.cycle
-        self._start_job(_Job(key, desired, self._desired_version, cycle, wait_until))
+        match action:
+            case Idle():
+                await self._report_inventory(state=UpdateState.IDLE)
+            case RefuseDesired(invalid=InvalidDesired(fields=fields, message=message)):
+                logger.warning("desired properties are invalid", extra={"problems": list(fields)})
+                self._state.update = None
+                await self._save()
+                await self._fail_report(
+                    ErrorCode.INVALID_DESIRED,
+                    message,
+                    file_name=None,
+                    version=None,
+                    started=self._clock.now(),
+                )
+            case StayRolledBack():
+                await self._report_rolled_back()
+            case StayRejected(rejection=rejection):
+                await self._report_rejected(rejection)
+            case ReportReady():
+                assert isinstance(wanted, DesiredModel)
+                await self._ready_local(wanted, action)
+            case Blocked(record=record):
+                assert isinstance(wanted, DesiredModel)
+                await self._report_record(record, wanted)
+            case WaitUntil(at=at, cycle=cycle, record=record):
+                assert isinstance(wanted, DesiredModel)
+                await self._report_record(record, wanted)  # still failed, retrying at nextRetryAt
+                self._start_job(_Job(target_key(wanted), wanted, self._desired_version, cycle, at))
+            case Install(cycle=cycle, after_failure=failure):
+                assert isinstance(wanted, DesiredModel)
+                if failure is not None:
+                    await self._report_record(failure, wanted)
+                self._start_job(_Job(target_key(wanted), wanted, self._desired_version, cycle))
 
     async def _report_rolled_back(self) -> None:
         """The operator rolled back from this desired state: report the version that is current."""
@@ -285,42 +300,38 @@ class LoaderService:
             ),
         )
 
-    async def _already_installed(self, desired: DesiredModel) -> bool:
-        """If these bytes are installed under this version, only make them current and announced."""
-        version = desired.version
-        if not self.repo.is_installed(version):
-            return False
+    async def _installed_for(self, wanted: Desired) -> Installed:
+        """`current` and the desired version's manifest, if one is installed and readable."""
+        if not isinstance(wanted, DesiredModel) or not self.repo.is_installed(wanted.version):
+            return Installed(current=None, manifests={})
         try:
-            manifest = await asyncio.to_thread(self.repo.read_manifest, version)
+            manifest = await asyncio.to_thread(self.repo.read_manifest, wanted.version)
         except RepositoryError:
-            return False
-        if desired.content_sha256 is not None and manifest.source_sha256 != desired.content_sha256:
-            return False
-        if desired.content_md5 is not None and manifest.source_md5 not in (None, desired.content_md5):
-            return False
-        if desired.content_sha256 is None and manifest.source_md5 is None:
-            return False
+            return Installed(current=None, manifests={})
         current = await asyncio.to_thread(self.repo.current_version)
-        if current != version:
-            await asyncio.to_thread(activate, self.repo, version)
-        if current != version or self._state.announced_version != version:
-            await self._announce(manifest)
+        return Installed(current=current, manifests={wanted.version: manifest})
+
+    async def _ready_local(self, desired: DesiredModel, action: ReportReady) -> None:
+        """These bytes are installed under this version: only make them current and announced."""
+        if action.activate:
+            await asyncio.to_thread(activate, self.repo, desired.version)
+        if action.announce:
+            await self._announce(action.manifest)
         now = self._clock.now()
         self._state.update = None
         await self._save()
         await self._report_inventory(
             state=UpdateState.READY,
-            latest=manifest.file_name,
+            latest=action.manifest.file_name,
             update=ModelUpdate(
                 state=UpdateState.READY,
                 file_name=desired.file_name,
-                version=version,
+                version=desired.version,
                 desired_version=self._desired_version,
                 source="local",
                 finished_at=now,
             ),
         )
-        return True
 
     # --- running an update -------------------------------------------------------------------------
     def _start_job(self, job: _Job) -> None:
@@ -345,10 +356,6 @@ class LoaderService:
                 try:
                     await self._apply(job)
                     return
-                except SasExpiredError as exc:
-                    job.new_url.clear()
-                    await self._record_failure(job, exc.code, str(exc), next_retry=None)
-                    await job.new_url.wait()  # a desired patch with a new URL for the same target
                 except Exception as exc:  # whatever it was, the update ends reported, never silent
                     if not isinstance(exc, LoaderError):
                         logger.exception("update failed unexpectedly")
@@ -357,14 +364,15 @@ class LoaderService:
                         # The partial download may be what filled the volume: free it so the state
                         # file and the other modules can still write; the retry starts afresh.
                         await asyncio.to_thread(self._drop_other_parts, set())
-                    next_retry = (
-                        self._clock.now() + timedelta(seconds=self._settings.retry_after)
-                        if failure.retry_later
-                        else None
-                    )
+                    then = after_failure(failure, self._clock.now(), self._settings.retry_after)
+                    next_retry = then.at if isinstance(then, RetryAt) else None
+                    if isinstance(then, AwaitNewUrl):
+                        job.new_url.clear()
                     await self._record_failure(job, failure.code, failure.message, next_retry=next_retry)
-                    if next_retry is None:
+                    if isinstance(then, GiveUp):
                         return
+                    if isinstance(then, AwaitNewUrl):
+                        await job.new_url.wait()  # a desired patch with a new URL for the same target
                     job.wait_until = next_retry
                 job.cycle += 1
 
@@ -628,12 +636,18 @@ class LoaderService:
                 if entry.name not in keep:
                     discard(entry)
 
-    def _latest_desired(self) -> DesiredModel | None:
+    def _parsed_desired(self) -> Desired:
         props = {key: value for key, value in self._desired.items() if not key.startswith("$")}
+        if desired_is_empty(props):
+            return NoDesired()
         try:
             return parse_desired(props, allow_insecure_http=self._settings.allow_insecure_http)
-        except InvalidDesiredError:
-            return None
+        except InvalidDesiredError as exc:
+            return InvalidDesired(tuple(exc.fields), str(exc))
+
+    def _latest_desired(self) -> DesiredModel | None:
+        wanted = self._parsed_desired()
+        return wanted if isinstance(wanted, DesiredModel) else None
 
     def _pending_delta_base(self, installing: str) -> frozenset[str]:
         """The base version of the latest desired `Delta`, if that desired target is not the one being
@@ -864,15 +878,7 @@ class LoaderService:
         async with self._lock:
             current = await asyncio.to_thread(self.repo.current_version)
             installed = await asyncio.to_thread(self.repo.installed_versions)
-            if version is None:
-                if current not in installed:
-                    raise RollbackFailedError("no current version to roll back from")
-                older = installed[installed.index(current) + 1 :]
-                if not older:
-                    raise RollbackFailedError("no older version is installed")
-                version = older[0]
-            elif version not in installed:
-                raise RollbackFailedError(f"version {version!r} is not installed")
+            version = rollback_version(version, current, installed)
             await self._cancel_job()
             manifest = await asyncio.to_thread(self.repo.read_manifest, version)
             await asyncio.to_thread(activate, self.repo, version)
