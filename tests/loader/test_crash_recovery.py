@@ -38,7 +38,7 @@ CRASH_POINTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     # manifest written in staging, folder not yet renamed into models/
     "before-rename": lambda mp: mp.setattr("loader_module.install.fsync_dir", _crash),
     # models/v2 complete, `current` still v1
-    "before-current": lambda mp: mp.setattr("loader_module.service.activate", _crash),
+    "before-current": lambda mp: mp.setattr("loader_module.runner.activate", _crash),
     # `current` is v2, DLModelOutput not sent
     "before-announce": lambda mp: mp.setattr("loader_module.reporting.Reporter.announce", _crash),
 }

@@ -10,7 +10,7 @@ import pytest
 
 from edge_shared.repository import ModelRepository
 from loader_module.errors import InstallFailedError
-from loader_module.install import activate, apply_retention, clean_staging, install_version
+from loader_module.install import activate, clean_staging, install_version, prune_versions
 from loader_module.unpack import UnpackLimits, unpack_model
 from tests.loader.conftest import model_zip
 
@@ -77,7 +77,7 @@ def test_retention_keeps_newest_and_never_the_active_one(repo: ModelRepository, 
     for index in range(5):
         _install(repo, tmp_path, f"v{index}", at=T0 + timedelta(minutes=index))
     activate(repo, "v0")  # rolled back to the oldest
-    removed = apply_retention(repo, keep=2)
+    removed = prune_versions(repo, keep=2)
     assert sorted(removed) == ["v1", "v2"]
     assert repo.installed_versions() == ["v4", "v3", "v0"]
     assert list(repo.staging_dir.iterdir()) == []
@@ -87,7 +87,7 @@ def test_retention_keeps_the_base_of_a_pending_delta(repo: ModelRepository, tmp_
     for index in range(4):
         _install(repo, tmp_path, f"v{index}", at=T0 + timedelta(minutes=index))
     activate(repo, "v3")
-    removed = apply_retention(repo, keep=1, protect=frozenset({"v1"}))
+    removed = prune_versions(repo, keep=1, protect=frozenset({"v1"}))
     assert sorted(removed) == ["v0", "v2"]
     assert repo.installed_versions() == ["v3", "v1"]
 

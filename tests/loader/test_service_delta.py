@@ -393,7 +393,7 @@ async def test_crash_after_the_rebuild_applies_the_kept_delta_again_without_down
     async with running_loader(settings, hub, client) as service:
         await wait_state(hub, "ready", "1.0")
         with monkeypatch.context() as patched:
-            patched.setattr("loader_module.service.unpack_model", _crash)
+            patched.setattr("loader_module.runner.unpack_model", _crash)
             await hub.push_desired(delta_desired(azurite, v2, delta, delta_port=proxy.port))
             await service.wait_idle()
     repo = ModelRepository(settings.model_root)

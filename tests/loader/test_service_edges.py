@@ -21,8 +21,8 @@ from edge_shared.edgehub import Twin
 from edge_shared.merge_patch import apply_patch
 from edge_shared.repository import ModelRepository
 from edge_tools.azurite import Azurite
-from loader_module.service import TWIN_REFRESH_SECONDS
 from loader_module.settings import LoaderSettings
+from loader_module.tracker import TWIN_REFRESH_SECONDS
 from tests.fake_edgehub import FakeEdgeHubClient
 from tests.loader.conftest import ManualClock, desired_for, make_settings, model_zip
 from tests.loader.service_helpers import announcements, is_state, running_loader, update, wait_state
@@ -135,7 +135,7 @@ async def test_disk_error_while_installing_is_reported_and_retried_later(
         del args, kwargs
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("loader_module.service.install_version", no_space)
+    monkeypatch.setattr("loader_module.runner.install_version", no_space)
     hub = FakeEdgeHubClient(desired={"$version": 1, **_publish(azurite, model_zip("onnx"), "v1")})
     async with running_loader(settings, hub, client):
         await wait_state(hub, "failed", "v1")

@@ -33,20 +33,20 @@ pytestmark = pytest.mark.integration
 
 RETRY_AFTER = 600.0
 
-#: step -> the name in `loader_module.service` that performs it (`Class.method` or a function)
+#: step -> where it is done: `module:Class.method` or `module:function`, the module in `loader_module`
 STEPS: dict[str, str] = {
-    "persist-state": "StateStore.save",
-    "report-progress": "Reporter.publish_update",
-    "delta-base": "usable_base",
-    "download": "Downloader.fetch",
-    "verify-digests": "verify_digests",
-    "verify-signature": "verify_signature",
-    "unpack": "unpack_model",
-    "install": "install_version",
-    "activate": "activate",
-    "cleanup": "discard",
-    "retention": "apply_retention",
-    "announce": "Reporter.announce",
+    "persist-state": "state:StateStore.save",
+    "report-progress": "reporting:Reporter.show",
+    "delta-base": "runner:usable_base",
+    "download": "runner:Downloader.fetch",
+    "verify-digests": "runner:verify_digests",
+    "verify-signature": "runner:verify_signature",
+    "unpack": "runner:unpack_model",
+    "install": "runner:install_version",
+    "activate": "runner:activate",
+    "cleanup": "runner:discard",
+    "retention": "runner:prune_versions",
+    "announce": "reporting:Reporter.announce",
 }
 
 
@@ -91,8 +91,9 @@ async def test_unexpected_exception_at_any_step_is_reported_with_a_code_and_retr
     step: str, azurite: Azurite, model_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings(model_root, ca_file=azurite.ca_file, retry_after=RETRY_AFTER)
-    owner: Any = importlib.import_module("loader_module.service")
-    *classes, name = STEPS[step].split(".")
+    module, qualified = STEPS[step].split(":")
+    owner: Any = importlib.import_module(f"loader_module.{module}")
+    *classes, name = qualified.split(".")
     for cls in classes:
         owner = getattr(owner, cls)
     monkeypatch.setattr(owner, name, fail_once(getattr(owner, name), str(model_root / ".staging" / "x")))

@@ -1,4 +1,4 @@
-"""Moves a checked staging folder into `models/<version>`, switches `current`, applies retention.
+"""Moves a checked staging folder into `models/<version>`, switches `current`, prunes old versions.
 
 Blocking filesystem work: call through `asyncio.to_thread`. Each step is a rename, so a crash at any
 point leaves either the old or the new state visible, never half of one (architecture §6).
@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_shared.fsutil import fsync_dir
+from edge_shared.reported import Source
 from edge_shared.repository import SHARED_DIR_MODE, SHARED_FILE_MODE, ModelManifest, ModelRepository
 from loader_module.errors import InstallFailedError
 from loader_module.unpack import UnpackedModel
@@ -31,7 +32,7 @@ def install_version(
     source_sha256: str,
     source_md5: str,
     installed_at: datetime,
-    source: str = "full",
+    source: Source = "full",
 ) -> ModelManifest:
     """Write the manifest into staging, then rename staging to `models/<version>` (atomic)."""
     target = repo.version_dir(version)
@@ -73,7 +74,7 @@ def activate(repo: ModelRepository, version: str) -> None:
     repo.set_current(version)
 
 
-def apply_retention(repo: ModelRepository, keep: int, protect: frozenset[str] = frozenset()) -> list[str]:
+def prune_versions(repo: ModelRepository, keep: int, protect: frozenset[str] = frozenset()) -> list[str]:
     """Delete all but the newest `keep` versions, never the active one nor those in `protect` (the base
     of a pending desired delta); returns the removed versions."""
     current = repo.current_version()

@@ -24,6 +24,10 @@ class ProgressThrottle:
         await self.force()
         return True
 
+    def reset(self) -> None:
+        """Start afresh: the next `tick` publishes (a new download begins)."""
+        self._last = None
+
     async def force(self) -> None:
         self._last = self._clock.monotonic()
         await self._publish()

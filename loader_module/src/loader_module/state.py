@@ -6,6 +6,7 @@ The SAS URL is never written to disk: a digest of it tells whether the twin has 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import datetime
@@ -87,3 +88,18 @@ class StateStore:
 
     def save(self, state: LoaderState) -> None:
         atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n")
+
+
+class StateKeeper:
+    """The loader's state in memory and on disk: one instance, shared by the coordinator and the runner
+    (both on the event loop), which change `state` and then `save` it."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.state = LoaderState()
+
+    async def load(self) -> None:
+        self.state = await asyncio.to_thread(self.store.load)
+
+    async def save(self) -> None:
+        await asyncio.to_thread(self.store.save, self.state)

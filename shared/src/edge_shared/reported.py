@@ -67,6 +67,8 @@ class UpdateError(_Camel):
     message: str
 
 
+#: Where an installed version's bytes came from: the full ZIP, a delta on an installed version, or the
+#: volume itself (already installed, or made current again by a rollback or a refusal).
 Source = Literal["full", "delta", "local"]
 
 
@@ -99,6 +101,10 @@ class LoaderReported(BaseModel):
 
     def to_twin(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+    def to_patch(self) -> dict[str, Any]:
+        """Only the properties set on this object: a reported patch leaves the others as they are."""
+        return self.model_dump(mode="json", by_alias=True, include=self.model_fields_set)
 
 
 Runtime = Literal["onnx", "tflite"]
