@@ -1,6 +1,7 @@
-"""What the loader reports about its volume and remembers having said: announcements (and the version
-announced last), `ready` on a version already installed, refusals, failures told again. It is also the
-update runner's `UpdateEvents`, so that everything the twin hears goes through one place.
+"""What the loader reads of its volume and reports about it, and what it remembers having said:
+announcements (and the version announced last), `ready` on a version already installed, refusals,
+failures told again, `getStatus`. It is also the update runner's `UpdateEvents`, so that everything the
+twin hears goes through one place.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from typing import Any
 
 from edge_shared.desired import DesiredModel
 from edge_shared.errors import RepositoryError
@@ -15,9 +17,11 @@ from edge_shared.messages import ModelStatusEvent
 from edge_shared.reported import ErrorCode, ModelUpdate, Source, UpdateError, UpdateState
 from edge_shared.repository import ModelManifest, ModelRepository
 from loader_module.clock import Clock
+from loader_module.decide import Desired, Installed
 from loader_module.failures import Failure
+from loader_module.install import activate
 from loader_module.rejection import Rejection, protected_versions
-from loader_module.reporting import Reporter
+from loader_module.reporting import LoaderStatus, Reporter
 from loader_module.runner import UpdateJob
 from loader_module.serving import ServingWatch
 from loader_module.state import StateKeeper, UpdateRecord, target_key
@@ -83,6 +87,44 @@ class Outcomes:
             return await asyncio.to_thread(self._repo.read_manifest, current) if current else None
         except RepositoryError:
             return None
+
+    async def installed(self, wanted: Desired) -> Installed:
+        """What `decide` needs to know of the volume: `current`, and the desired version's manifest when
+        that version is installed and readable."""
+        if not isinstance(wanted, DesiredModel) or not self._repo.is_installed(wanted.version):
+            return Installed(current=None, manifests={})
+        try:
+            manifest = await asyncio.to_thread(self._repo.read_manifest, wanted.version)
+        except RepositoryError:
+            return Installed(current=None, manifests={})
+        current = await asyncio.to_thread(self._repo.current_version)
+        return Installed(current=current, manifests={wanted.version: manifest})
+
+    async def file_name_of(self, version: str) -> str | None:
+        if not self._repo.is_installed(version):
+            return None
+        try:
+            return (await asyncio.to_thread(self._repo.read_manifest, version)).file_name
+        except RepositoryError:
+            return None
+
+    async def status(self) -> dict[str, Any]:
+        """`getStatus`'s answer."""
+        installed = await asyncio.to_thread(self._repo.installed_versions)
+        try:
+            current = await asyncio.to_thread(self._repo.current_version)
+        except RepositoryError:
+            current = None
+        return LoaderStatus(
+            model_update=self.reporter.update, installed_models=installed, current_version=current
+        ).to_patch()
+
+    async def make_current(self, version: str) -> ModelManifest:
+        """Point `current` at an installed version and announce it."""
+        manifest = await asyncio.to_thread(self._repo.read_manifest, version)
+        await asyncio.to_thread(activate, self._repo, version)
+        await self.announce_once(manifest)
+        return manifest
 
     async def announce_once(self, manifest: ModelManifest) -> None:
         """Send `DLModelOutput`; remember the version once edgeHub accepted it."""

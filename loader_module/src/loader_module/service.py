@@ -14,7 +14,6 @@ import httpx
 
 from edge_shared.desired import DesiredModel
 from edge_shared.edgehub import EdgeHubClient, Handlers, InputMessage
-from edge_shared.errors import RepositoryError
 from edge_shared.messages import INPUT_INFERENCE_STATUS, InferenceStatus
 from edge_shared.reported import ErrorCode
 from edge_shared.repository import ModelManifest, ModelRepository
@@ -25,7 +24,6 @@ from loader_module.decide import (
     Desired,
     Idle,
     Install,
-    Installed,
     RefuseDesired,
     ReportReady,
     StayRejected,
@@ -38,7 +36,7 @@ from loader_module.failures import reportable
 from loader_module.install import activate, clean_staging, share_installed
 from loader_module.outcomes import Outcomes
 from loader_module.rejection import Rejection, plan_rejection, remember_served
-from loader_module.reporting import LoaderStatus, Reporter
+from loader_module.reporting import Reporter
 from loader_module.runner import UpdateJob, UpdateRunner
 from loader_module.settings import LoaderSettings
 from loader_module.state import LoaderState, StateKeeper, StateStore, target_key
@@ -127,7 +125,9 @@ class LoaderService:
             job.follow(wanted)
             return
         await self._runner.cancel()
-        decision = decide(wanted, self.state, await self._installed(wanted), self._clock.now(), force=force)
+        decision = decide(
+            wanted, self.state, await self._outcomes.installed(wanted), self._clock.now(), force=force
+        )
         if decision.forget_rollback:
             self.state.rolled_back_target = None
         if decision.forget_rejection:
@@ -135,17 +135,6 @@ class LoaderService:
         if decision.forget_rollback or decision.forget_rejection:
             await self._keeper.save()
         await self._carry_out(decision.action, wanted)
-
-    async def _installed(self, wanted: Desired) -> Installed:
-        """`current` and the desired version's manifest, when that version is installed and readable."""
-        if not isinstance(wanted, DesiredModel) or not self.repo.is_installed(wanted.version):
-            return Installed(current=None, manifests={})
-        try:
-            manifest = await asyncio.to_thread(self.repo.read_manifest, wanted.version)
-        except RepositoryError:
-            return Installed(current=None, manifests={})
-        current = await asyncio.to_thread(self.repo.current_version)
-        return Installed(current=current, manifests={wanted.version: manifest})
 
     async def _carry_out(self, action: Action, wanted: Desired) -> None:
         outcomes = self._outcomes
@@ -219,22 +208,17 @@ class LoaderService:
         job = self._runner.job
         if plan.block_target is not None and job is not None and job.key == plan.block_target:
             await self._runner.cancel()
-        latest: str | None = None
-        if plan.restore is not None:
-            restored = await asyncio.to_thread(self.repo.read_manifest, plan.restore)
-            await asyncio.to_thread(activate, self.repo, plan.restore)
-            await self._outcomes.announce_once(restored)
-            latest = restored.file_name
-        file_name: str | None = None
-        if self.repo.is_installed(status.version):
-            with contextlib.suppress(RepositoryError):
-                file_name = (await asyncio.to_thread(self.repo.read_manifest, status.version)).file_name
+        restored = await self._outcomes.make_current(plan.restore) if plan.restore is not None else None
         rejection = Rejection(
-            target=plan.block_target, version=status.version, file_name=file_name, code=code, message=message
+            target=plan.block_target,
+            version=status.version,
+            file_name=await self._outcomes.file_name_of(status.version),
+            code=code,
+            message=message,
         )
         self.state.rejected, self.state.update = rejection, None
         await self._keeper.save()
-        await self._outcomes.rejected(rejection, latest=latest)
+        await self._outcomes.rejected(rejection, latest=restored.file_name if restored is not None else None)
         await self._outcomes.rejected_event(rejection)
 
     # --- operator actions (direct methods) ---------------------------------------------------------
@@ -265,11 +249,4 @@ class LoaderService:
 
     async def status(self) -> dict[str, Any]:
         """`getStatus`: the last `ModelUpdate`, the installed versions and the current one."""
-        installed = await asyncio.to_thread(self.repo.installed_versions)
-        try:
-            current = await asyncio.to_thread(self.repo.current_version)
-        except RepositoryError:
-            current = None
-        return LoaderStatus(
-            model_update=self.reporter.update, installed_models=installed, current_version=current
-        ).to_patch()
+        return await self._outcomes.status()
