@@ -1,5 +1,5 @@
 """What the loader tells: reported properties (through `LoaderReported` and `ModelUpdate`) and the two
-output messages (docs/architecture.md, "Twin properties" and "Messages").
+output messages (architecture §4-5).
 
 `ModelUpdate` changes only through the typed methods below, each building a whole new model, so that a
 renamed field fails the type check instead of vanishing from the twin.
@@ -45,7 +45,7 @@ def _pick(new: _T | _Keep, old: _T) -> _T:
     return old if isinstance(new, _Keep) else new
 
 
-def evolve(  # noqa: PLR0913 - one keyword per ModelUpdate field, by design
+def evolve(
     last: ModelUpdate,
     *,
     state: UpdateState | _Keep = _KEEP,
