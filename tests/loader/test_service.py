@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any, Unpack
@@ -283,8 +284,13 @@ async def test_stopped_download_resumes_after_restart(
 
 
 async def test_installed_version_is_only_made_current_and_announced(
-    azurite: Azurite, proxy: FaultProxy, settings: LoaderSettings, client: httpx.AsyncClient
+    azurite: Azurite,
+    proxy: FaultProxy,
+    settings: LoaderSettings,
+    client: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="loader_module")
     v1 = publish(azurite, model_zip("onnx"), "v1", port=proxy.port)
     hub = FakeEdgeHubClient(desired={"$version": 1, **v1})
     async with running_loader(settings, hub, client):
@@ -298,6 +304,8 @@ async def test_installed_version_is_only_made_current_and_announced(
     assert update(hub)["source"] == "local"
     assert ModelRepository(settings.model_root).current_version() == "v1"
     assert [m["version"] for m in announcements(hub)] == ["v1", "v2", "v1"]
+    switched = [r for r in caplog.records if r.getMessage() == "switched to an installed version"]
+    assert [getattr(r, "version", None) for r in switched] == ["v1"]  # an operator sees the switch
 
 
 async def test_retention_keeps_the_configured_number(

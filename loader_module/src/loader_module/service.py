@@ -153,6 +153,7 @@ class LoaderService:
             if isinstance(action, ReportReady):
                 if action.activate:
                     await asyncio.to_thread(activate, self.repo, wanted.version)
+                    logger.info("switched to an installed version", extra={"version": wanted.version})
                 if action.announce:
                     await outcomes.announce_once(action.manifest)
                 self.state.update = None
