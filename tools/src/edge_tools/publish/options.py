@@ -9,17 +9,19 @@ import argparse
 import os
 
 
+def _from_env(parser: argparse.ArgumentParser, flag: str, variable: str, text: str) -> None:
+    parser.add_argument(flag, default=os.environ.get(variable), help=f"{text} (default: ${variable})")
+
+
 def add_hub_options(parser: argparse.ArgumentParser, *, device: bool) -> None:
-    parser.add_argument(
-        "--hub-connection-string",
-        default=os.environ.get("EDGE_HUB_CONNECTION_STRING"),
-        help="IoT Hub service connection string (default: $EDGE_HUB_CONNECTION_STRING)",
+    _from_env(
+        parser, "--hub-connection-string", "EDGE_HUB_CONNECTION_STRING", "IoT Hub service connection string"
     )
-    parser.add_argument(
+    _from_env(
+        parser,
         "--hub-ca-file",
-        default=os.environ.get("EDGE_HUB_CA_FILE"),
-        help="CA bundle (PEM) for the hub's TLS certificate: a simulator or private endpoint; Azure needs "
-        "none (default: $EDGE_HUB_CA_FILE)",
+        "EDGE_HUB_CA_FILE",
+        "CA bundle (PEM) for the hub's TLS certificate: a simulator or private endpoint; Azure needs none",
     )
     if device:
         parser.add_argument(
@@ -32,14 +34,16 @@ def add_hub_options(parser: argparse.ArgumentParser, *, device: bool) -> None:
 
 
 def add_storage_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    _from_env(
+        parser,
         "--storage-connection-string",
-        default=os.environ.get("EDGE_STORAGE_CONNECTION_STRING"),
-        help="Blob Storage connection string (default: $EDGE_STORAGE_CONNECTION_STRING)",
+        "EDGE_STORAGE_CONNECTION_STRING",
+        "Blob Storage connection string",
     )
-    parser.add_argument(
+    _from_env(
+        parser,
         "--storage-ca-file",
-        default=os.environ.get("EDGE_STORAGE_CA_FILE"),
-        help="CA bundle (PEM) for the storage endpoint's TLS certificate: Azurite or a private endpoint; "
-        "Azure needs none (default: $EDGE_STORAGE_CA_FILE)",
+        "EDGE_STORAGE_CA_FILE",
+        "CA bundle (PEM) for the storage endpoint's TLS certificate: Azurite or a private endpoint; Azure "
+        "needs none",
     )
