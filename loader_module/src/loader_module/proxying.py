@@ -15,6 +15,8 @@ from ssl import SSLContext
 
 import httpx
 
+from loader_module.streams import AsyncioTransport
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -93,8 +95,8 @@ class ProxyRouter(httpx.AsyncBaseTransport):
 
 def download_transport(verify: SSLContext, proxy_url: str | None, no_proxy: str) -> httpx.AsyncBaseTransport:
     """The transport downloads use: direct, or routed through `proxy_url` (the same TLS trust for the
-    origin either way)."""
-    direct = httpx.AsyncHTTPTransport(verify=verify)
+    origin either way). Direct connections use asyncio's TLS streams (`loader_module.streams`)."""
+    direct = AsyncioTransport(verify)
     if proxy_url is None:
         return direct
     # An `https://` proxy is itself checked against the same trust (httpcore refuses a context for http).
