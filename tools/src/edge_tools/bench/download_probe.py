@@ -89,6 +89,7 @@ async def _plain_child(url: str, ca_file: str) -> Measurement:
 
 async def _loader_child(url: str, ca_file: str, out: Path) -> Measurement:
     from loader_module.download import Downloader, DownloadLimits
+    from loader_module.proxying import download_transport
 
     baseline = _vm_hwm_mib()
     limits = DownloadLimits(
@@ -104,7 +105,9 @@ async def _loader_child(url: str, ca_file: str, out: Path) -> Measurement:
         del done, total, attempt
 
     context = ssl.create_default_context(cafile=ca_file)
-    async with httpx.AsyncClient(verify=context, timeout=httpx.Timeout(30.0)) as client:
+    # The loader's own transport, as `make_http_client` builds it (no proxy).
+    transport = download_transport(context, None, "")
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(30.0)) as client:
         started = time.perf_counter()
         result = await Downloader(client, limits).fetch(
             lambda: url, out, expected_size=None, on_progress=progress
