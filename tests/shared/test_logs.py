@@ -79,6 +79,8 @@ async def test_context_is_per_task(captured: io.StringIO) -> None:
         ("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=ACCOUNTKEY==;", "ACCOUNTKEY"),
         ("Authorization: SharedAccessSignature sr=hub&sig=HEADERSIG&se=1", "HEADERSIG"),
         ("query fragment sig=LOOSESIG&se=123", "LOOSESIG"),
+        # No `=` and no `://`: only the word itself sends it past the quick check.
+        ("authorization: sharedaccesssignature\tBAREHEADERSIG", "BAREHEADERSIG"),
     ],
 )
 def test_redact_removes_credentials(text: str, secret: str) -> None:

@@ -14,7 +14,8 @@ from edge_shared.edgehub import EdgeHubClient
 from edge_shared.reported import Runtime
 from inference_module.api.body import BodyBudget, BodyLimits
 from inference_module.api.errors import install_error_handlers
-from inference_module.api.routes import build_router
+from inference_module.api.hot import HotRoutes
+from inference_module.api.routes import build_routes
 from inference_module.api.state import AppState
 from inference_module.dispatch import Dispatcher
 from inference_module.edge import EdgeLink
@@ -86,7 +87,9 @@ def create_app(
     )
     app.state.inference = state
     install_error_handlers(app, retry_after=settings.retry_after_seconds)
-    app.include_router(build_router(state))
+    routes = build_routes(state)
+    app.include_router(routes.router)
+    app.add_middleware(HotRoutes, routes=routes.hot, retry_after=settings.retry_after_seconds)
     return app
 
 

@@ -64,11 +64,10 @@ def error_response(status: int, code: str, message: str, *, retry_after: int | N
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
-    """Every error leaves as `{"error": {"code", "message"}}`; 503s say when to retry."""
-
-    async def on_inference_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, errors.InferenceError)
+def response_for(exc: Exception, *, retry_after: int) -> Response:
+    """The answer to any exception a route raised: `{"error": {"code", "message"}}`; 503s say when to
+    retry. FastAPI's handlers and the hot path (`api.hot`) both answer through this."""
+    if isinstance(exc, errors.InferenceError):
         status = status_for(exc)
         if status >= 500 and status != 503:
             logger.error("request failed: %s", exc, exc_info=exc)
@@ -78,25 +77,24 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
         if status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
-
-    async def on_validation_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+    if isinstance(exc, RequestValidationError):
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
             for error in exc.errors()
         )
         return error_response(422, "invalid_request", problems or "invalid request")
-
-    async def on_http_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
+    logger.error("unexpected error", exc_info=exc)
+    return error_response(500, "internal_error", "internal error; see the module's log")
 
-    async def on_unexpected(_: Request, exc: Exception) -> Response:
-        logger.error("unexpected error", exc_info=exc)
-        return error_response(500, "internal_error", "internal error; see the module's log")
 
-    app.add_exception_handler(errors.InferenceError, on_inference_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
+def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
+    """Every error leaves through `response_for`."""
+
+    async def handle(_: Request, exc: Exception) -> Response:
+        return response_for(exc, retry_after=retry_after)
+
+    for kind in (errors.InferenceError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)

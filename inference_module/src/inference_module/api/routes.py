@@ -1,6 +1,8 @@
 """HTTP routes (architecture §7). Translation only: HTTP in, calls to the pipeline and service, bytes out."""
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -14,6 +16,7 @@ from edge_shared.scoring import AvaScoreResponse, ErrorBody, ModelInfo, ScoreRes
 from inference_module.api.body import limited_body
 from inference_module.api.errors import status_for
 from inference_module.api.guard import check_mutation_allowed
+from inference_module.api.hot import Handler
 from inference_module.api.query import parse_score_query, score_parameters
 from inference_module.api.state import AppState
 from inference_module.errors import (
@@ -57,7 +60,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_router(state: AppState) -> APIRouter:
+@dataclass(frozen=True)
+class Routes:
+    router: APIRouter
+    #: The scoring handlers by path, for `api.hot.HotRoutes` (also registered on `router`).
+    hot: Mapping[str, Handler]
+
+
+def build_routes(state: AppState) -> Routes:
     """Routes bound to one app's state (a closure, not a dependency: FastAPI runs sync dependencies
     in a thread, which would cost a second thread hop per request)."""
     settings: InferenceSettings = state.settings
@@ -191,7 +201,7 @@ def build_router(state: AppState) -> APIRouter:
     async def upload_page() -> Response:
         return HTMLResponse(page)
 
-    return router
+    return Routes(router, {"/score": score_json, "/score/annotated": score_annotated})
 
 
 def model_info(model: LoadedModel) -> dict[str, Any]:
