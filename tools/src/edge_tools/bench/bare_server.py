@@ -8,7 +8,6 @@ serialise, under uvicorn with the same defaults (uvloop + httptools when install
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +16,15 @@ from fastapi.concurrency import run_in_threadpool
 
 from edge_tools.bench.in_process import InProcess
 from edge_tools.bench.label_arg import label_path
-from inference_module.imaging import decode_image
-from inference_module.postprocess import native_body, select_detections
 
 
 def bare_app(model: Path, labels: Path | None, runtime: str) -> FastAPI:
     local = InProcess(model, labels, runtime)
-    loaded = local.slot.current
-    if loaded is None:
-        raise RuntimeError("the model did not load")
     app = FastAPI()
-
-    def pipeline(data: bytes) -> dict[str, Any]:
-        started = time.perf_counter()
-        image = decode_image(data, local.limits)
-        found = select_detections(
-            loaded.detector.detect(image), loaded.labels, threshold=0.5, max_detections=100
-        )
-        elapsed = (time.perf_counter() - started) * 1000
-        return native_body(found, version="bench", runtime=runtime, size=image.size, inference_ms=elapsed)
 
     @app.post("/score")
     async def score(request: Request) -> dict[str, Any]:
-        return await run_in_threadpool(pipeline, await request.body())
+        return await run_in_threadpool(local.native, await request.body())
 
     @app.get("/health/ready")
     async def ready() -> dict[str, str]:

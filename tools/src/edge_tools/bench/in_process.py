@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from edge_shared.reported import Runtime
-from inference_module.imaging import ImageLimits
+from inference_module.imaging import ImageLimits, decode_image
 from inference_module.labels import load_labels, model_labels
 from inference_module.pipeline import ScoreQuery, run_pipeline
+from inference_module.postprocess import native_body, select_detections
 from inference_module.runtimes import default_registry
 from inference_module.runtimes.base import RuntimeOptions
 from inference_module.slot import LoadedModel, ModelIdentity, ModelSlot
@@ -49,6 +50,29 @@ class InProcess:
         started = time.perf_counter()
         run_pipeline(self.slot, image, QUERY, self.limits, JPEG_QUALITY)
         return time.perf_counter() - started
+
+    def native(self, data: bytes) -> dict[str, Any]:
+        """The textbook version for the bare FastAPI endpoint and the peers (LitServe, MLServer): decode,
+        detect, select, and the native body as a dict for the framework to serialise."""
+        loaded = self.slot.current
+        if loaded is None:
+            raise RuntimeError("the model did not load")
+        started = time.perf_counter()
+        image = decode_image(data, self.limits)
+        found = select_detections(
+            loaded.detector.detect(image),
+            loaded.labels,
+            threshold=QUERY.threshold,
+            max_detections=QUERY.max_detections,
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        return native_body(
+            found,
+            version=loaded.identity.version,
+            runtime=loaded.identity.runtime,
+            size=image.size,
+            inference_ms=elapsed,
+        )
 
     def close(self) -> None:
         self.slot.close()

@@ -35,6 +35,8 @@ class Profile:
     """How many of the serving section's models (light ONNX, heavy ONNX, TFLite, BlazeFace, real COCO
     SSD, real YOLOv8n) to run."""
     cold_start_models: int = 3
+    peers: bool = True
+    """Measure LitServe and MLServer beside ours (installs them in `build/bench-peers` on first use)."""
     fleet_sizes: tuple[int, ...] = (10, 50, 100)
     """Devices per run of the fleet section (`--only fleet`: it is not part of the default run)."""
 
@@ -96,6 +98,7 @@ PROFILES: dict[Mode, Profile] = {
         delta=False,
         serving_models=2,
         cold_start_models=1,
+        peers=False,
         fleet_sizes=(5,),
     ),
 }

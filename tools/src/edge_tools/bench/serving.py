@@ -9,6 +9,7 @@ session and a label read per request) is a row of its own.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
 import os
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_tools.bench.in_process import InProcess, SessionPerRequest
@@ -30,6 +31,16 @@ from edge_tools.bench.inference_process import (
     wait_for_status,
 )
 from edge_tools.bench.label_arg import label_arg
+from edge_tools.bench.peers import (
+    PEER_PACKAGES,
+    PEER_WORKERS,
+    PEERS,
+    Peer,
+    PeerEnv,
+    PeerServer,
+    ensure_peer_env,
+    tree_cpu_seconds,
+)
 from edge_tools.bench.profile import Profile
 from edge_tools.bench.results import SectionResult, Spread
 from edge_tools.fixtures import FixtureCatalog, make_square_image
@@ -46,18 +57,25 @@ MODELS = (
     ("coco-ssd-mobilenet-v2", "real COCO SSD-MobileNet-v2 (Coral TFLite, uint8 300×300)", False),
     ("yolov8n-coco", "real YOLOv8n (Ultralytics ONNX, 640×640, ~8.7 GFLOPs)", True),
 )
+#: Where the peers run: a light model, the heavy fixture and a real detector.
+PEER_MODELS = ("tiny-yolo-1", "tiny-yolo-heavy-1", "coco-ssd-mobilenet-v2")
 
 
 class Served:
-    """One keep-alive HTTP/1.1 connection posting the image."""
+    """One keep-alive HTTP/1.1 connection posting the image (as is to `/score`, or in a peer's shape)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, peer: Peer | None = None) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.headers = {"Content-Type": "image/jpeg"}
+        self.path = "/score" if peer is None else peer.path
+        self.headers = {"Content-Type": "image/jpeg" if peer is None else "application/json"}
+        self._encode = None if peer is None else peer.body
+        self._image, self._body = b"", b""
 
     def score(self, image: bytes) -> float:
+        if image is not self._image:  # a peer's body is built once per image, outside the timing
+            self._image, self._body = image, image if self._encode is None else self._encode(image)
         started = time.perf_counter()
-        self.connection.request("POST", "/score", body=image, headers=self.headers)
+        self.connection.request("POST", self.path, body=self._body, headers=self.headers)
         response = self.connection.getresponse()
         body = response.read()
         elapsed = time.perf_counter() - started
@@ -157,40 +175,80 @@ def run_block(scorers: Sequence[Callable[[bytes], float]], image: bytes, total: 
     return Block([x for chunk in latencies for x in chunk], seconds, cpu_seconds)
 
 
-def _clients_block(clients: Sequence[Served], image: bytes, total: int, pid: int) -> tuple[Block, float]:
-    """A block against a server; also the server's CPU seconds per request during it."""
+def _clients_block(
+    clients: Sequence[Served], image: bytes, total: int, cpu: Callable[[], float]
+) -> tuple[Block, float]:
+    """A block against a server; also the server's CPU seconds per request during it (`cpu()`: its
+    CPU seconds so far)."""
     for client in clients:
         client.reconnect(image)
-    before = cpu_seconds(pid)
+    before = cpu()
     block = run_block([c.score for c in clients], image, total)
-    return block, (cpu_seconds(pid) - before) / len(block.latencies)
+    return block, (cpu() - before) / len(block.latencies)
+
+
+@dataclass(slots=True)
+class PeerFigures:
+    """One peer server's rows for one model, beside ours and the in-process pipeline."""
+
+    c1_ratio: list[float] = field(default_factory=list)
+    c1_added_ms: list[float] = field(default_factory=list)
+    c4_throughput: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class ModelFigures:
-    c1_ratio: list[float]
-    c1_added_ms: list[float]
-    c1_in_process_ms: list[float]
-    c1_served_ms: list[float]
-    bare_ratio: list[float]
-    bare_added_ms: list[float]
-    c4_ratio: list[float]
-    c4_throughput: list[float]
-    c4_bare_throughput: list[float]
-    c4_in_process_rps: list[float]
-    c4_client_cpu: list[float]
-    reference_ms: list[float]
-    reference_gain: list[float]
-    health_ms: list[float]
-    in_process_cpu_ms: list[float]
-    server_cpu_ms: list[float]
-    bare_cpu_ms: list[float]
-    server_cores: list[float]
+    c1_ratio: list[float] = field(default_factory=list)
+    c1_added_ms: list[float] = field(default_factory=list)
+    c1_in_process_ms: list[float] = field(default_factory=list)
+    c1_served_ms: list[float] = field(default_factory=list)
+    bare_ratio: list[float] = field(default_factory=list)
+    bare_added_ms: list[float] = field(default_factory=list)
+    c4_ratio: list[float] = field(default_factory=list)
+    c4_throughput: list[float] = field(default_factory=list)
+    c4_bare_throughput: list[float] = field(default_factory=list)
+    c4_in_process_rps: list[float] = field(default_factory=list)
+    c4_client_cpu: list[float] = field(default_factory=list)
+    reference_ms: list[float] = field(default_factory=list)
+    reference_gain: list[float] = field(default_factory=list)
+    health_ms: list[float] = field(default_factory=list)
+    in_process_cpu_ms: list[float] = field(default_factory=list)
+    server_cpu_ms: list[float] = field(default_factory=list)
+    bare_cpu_ms: list[float] = field(default_factory=list)
+    server_cores: list[float] = field(default_factory=list)
+    #: By peer name, for the peers that ran on this model.
+    peers: dict[str, PeerFigures] = field(default_factory=dict)
+    #: Why a peer did not run on this model.
+    peer_notes: list[str] = field(default_factory=list)
+
+
+def _start_peers(
+    peer_env: PeerEnv | None, model: Path, labels: Path | None, runtime: str, work: Path
+) -> tuple[list[PeerServer], list[str]]:
+    """The peers that started, and why the others did not (a peer that fails is a note, not a failure)."""
+    servers: list[PeerServer] = []
+    notes: list[str] = []
+    if peer_env is None:
+        return servers, notes
+    for peer in PEERS:
+        try:
+            servers.append(PeerServer(peer, peer_env, model, labels, runtime, work))
+        except (OSError, RuntimeError) as exc:
+            notes.append(f"{peer.name} did not start: {exc} (its log: {work / (peer.name + '.log')})")
+    return servers, notes
 
 
 def measure_model(
-    catalog: FixtureCatalog, model_id: str, heavy: bool, profile: Profile, work: Path, image: bytes
+    catalog: FixtureCatalog,
+    model_id: str,
+    heavy: bool,
+    profile: Profile,
+    work: Path,
+    image: bytes,
+    peer_env: PeerEnv | None = None,
 ) -> ModelFigures:
+    """Ours, bare FastAPI, the in-process pipeline and (with `peer_env`) the peers, side by side."""
     fixture = catalog.model(model_id)
     root = work / model_id
     directory = install_fixture(root, catalog, model_id)
@@ -198,42 +256,54 @@ def measure_model(
     labels = None if fixture.labels_file is None else directory / Path(fixture.labels_file).name
     requests = profile.heavy_requests if heavy else profile.light_requests
     concurrent = max(CONCURRENCY, profile.concurrent_requests // (4 if heavy else 1))
-    figures = ModelFigures(*([] for _ in range(18)))
+    figures = ModelFigures()
     local = InProcess(model, labels, fixture.runtime)
     reference = SessionPerRequest(model, labels, fixture.runtime)
     with InferenceProcess(root, work / f"{model_id}-server.log") as server:
         bare_server = BareServer(model, labels, fixture.runtime, work / f"{model_id}-bare.log")
+        peers, figures.peer_notes = _start_peers(peer_env, model, labels, fixture.runtime, work / model_id)
         served = [Served(server.port) for _ in range(CONCURRENCY)]
         bare = [Served(bare_server.port) for _ in range(CONCURRENCY)]
+        peer_clients = {p.peer.name: [Served(p.port, p.peer) for _ in range(CONCURRENCY)] for p in peers}
+        everyone = [*served, *bare, *(c for clients in peer_clients.values() for c in clients)]
         try:
             for _ in range(5):  # warm every path and connection
                 local.score(image)
-                for client in (*served, *bare):
+                for client in everyone:
                     client.score(image)
             server_pid, bare_pid = server.pid, bare_server.process.pid
             for round_index in range(profile.rounds):
-                for client in (*served, *bare):
+                for client in everyone:
                     client.reconnect(image)
-                triples = [
-                    (local.score(image), served[0].score(image), bare[0].score(image))
-                    for _ in range(requests)
-                ]
-                p50s = [statistics.median(t[i] for t in triples) for i in range(3)]
+                firsts = [served[0], bare[0], *(clients[0] for clients in peer_clients.values())]
+                rows = [(local.score(image), *(c.score(image) for c in firsts)) for _ in range(requests)]
+                p50s = [statistics.median(row[i] for row in rows) for i in range(len(firsts) + 1)]
                 figures.c1_in_process_ms.append(p50s[0] * 1000)
                 figures.c1_served_ms.append(p50s[1] * 1000)
                 figures.c1_ratio.append(p50s[1] / p50s[0])
                 figures.c1_added_ms.append((p50s[1] - p50s[0]) * 1000)
                 figures.bare_ratio.append(p50s[2] / p50s[0])
                 figures.bare_added_ms.append((p50s[2] - p50s[0]) * 1000)
+                for name, p50 in zip(peer_clients, p50s[3:], strict=True):
+                    peer_figures = figures.peers.setdefault(name, PeerFigures())
+                    peer_figures.c1_ratio.append(p50 / p50s[0])
+                    peer_figures.c1_added_ms.append((p50 - p50s[0]) * 1000)
                 figures.health_ms.append(
                     statistics.median(served[0].round_trip("/health/live") for _ in range(20)) * 1000
                 )
                 sides: dict[str, Callable[[], tuple[Block, float]]] = {
                     "in4": lambda: (run_block([local.score] * CONCURRENCY, image, concurrent), 0.0),
                     "in2": lambda: (run_block([local.score] * 2, image, concurrent), 0.0),
-                    "served": lambda: _clients_block(served, image, concurrent, server_pid),
-                    "bare": lambda: _clients_block(bare, image, concurrent, bare_pid),
+                    "served": lambda: _clients_block(
+                        served, image, concurrent, lambda: cpu_seconds(server_pid)
+                    ),
+                    "bare": lambda: _clients_block(bare, image, concurrent, lambda: cpu_seconds(bare_pid)),
                 }
+                for peer_server in peers:
+                    clients, pid = peer_clients[peer_server.peer.name], peer_server.pid
+                    sides[peer_server.peer.name] = functools.partial(
+                        _clients_block, clients, image, concurrent, functools.partial(tree_cpu_seconds, pid)
+                    )
                 order = list(sides)
                 shift = round_index % len(order)
                 ran = {name: sides[name]() for name in order[shift:] + order[:shift]}
@@ -250,12 +320,17 @@ def measure_model(
                 figures.c4_throughput.append(blocks["served"].rate / best)
                 figures.c4_bare_throughput.append(blocks["bare"].rate / best)
                 figures.c4_client_cpu.append(blocks["served"].cpu_seconds / blocks["served"].seconds)
+                for name in peer_clients:
+                    figures.peers[name].c4_throughput.append(blocks[name].rate / best)
+                    figures.peers[name].cpu_ms.append(1000 * ran[name][1])
                 ref = statistics.median(reference.score(image) for _ in range(profile.reference_requests))
                 figures.reference_ms.append(ref * 1000)
                 figures.reference_gain.append(ref / p50s[1])
         finally:
-            for client in (*served, *bare):
+            for client in everyone:
                 client.close()
+            for peer_server in peers:
+                peer_server.stop()
             bare_server.stop()
             local.close()
     return figures
@@ -274,12 +349,27 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
             "per round in rotating order, keep-alive connections; the in-process reference is the better "
             f"of 2 and {CONCURRENCY} threads. Bare FastAPI: a textbook endpoint doing the same work under "
             "the same uvicorn. Reference architecture: a new session and a label-file read per request "
-            "(our loader warms each new session once, so the row includes one extra run). "
-            f"{profile.rounds} rounds; figures are min / median / max over rounds of each round's p50."
+            "(our loader warms each new session once, so the row includes one extra run). Peers (on "
+            f"{', '.join(f'`{m}`' for m in PEER_MODELS)}): LitServe {PEER_PACKAGES[0].split('==')[1]} "
+            "(`POST /predict`, JSON with the image as base64) and MLServer "
+            f"{PEER_PACKAGES[1].split('==')[1]} with a custom runtime (Open Inference Protocol JSON, one "
+            f"BYTES input), each with {PEER_WORKERS} worker processes (their own scaling knob) calling the "
+            "same decode + detect + select, from a separate environment (`build/bench-peers`, made with "
+            "uv; `edge_tools.bench.peers`); their CPU counts every process of theirs; they alternate with "
+            "the other sides at concurrency 1 and run their own blocks at concurrency "
+            f"{CONCURRENCY}. {profile.rounds} rounds; figures are min / median / max over rounds of each "
+            "round's p50."
         ),
     )
     image = make_square_image(416, 416, [(150, 150, 250, 250)], "JPEG")
     known = {m.id for m in catalog.models}
+    peer_env: PeerEnv | None = None
+    if profile.peers:
+        made = ensure_peer_env()
+        if isinstance(made, str):
+            section.notes.append(f"LitServe and MLServer rows not measured: {made}.")
+        else:
+            peer_env = made
     for model_id, what, heavy in MODELS[: profile.serving_models]:
         if model_id not in known:
             section.notes.append(
@@ -287,7 +377,10 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
             )
             continue
         logger.info("serving overhead: %s", model_id)
-        f = measure_model(catalog, model_id, heavy, profile, work, image)
+        f = measure_model(
+            catalog, model_id, heavy, profile, work, image, peer_env if model_id in PEER_MODELS else None
+        )
+        section.notes.extend(f"`{model_id}`: {note}" for note in f.peer_notes)
         name = f"`{model_id}`, {what}"
         section.figure(f"{name}: in-process p50, c=1", "ms", f.c1_in_process_ms)
         section.figure(f"{name}: `/score` p50, c=1", "ms", f.c1_served_ms)
@@ -318,6 +411,14 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
             f"{name}: bare FastAPI CPU per request, c={CONCURRENCY}", "ms", f.bare_cpu_ms
         )
         cores = section.figure(f"{name}: server CPU use, c={CONCURRENCY}", "cores", f.server_cores)
+        for peer, pf in f.peers.items():
+            section.figure(f"{name}: {peer} / in-process p50, c=1", "×", pf.c1_ratio, 3)
+            section.figure(f"{name}: {peer} added ms at p50, c=1", "ms", pf.c1_added_ms)
+            section.figure(
+                f"{name}: {peer} / in-process throughput, c={CONCURRENCY}", "×", pf.c4_throughput, 3
+            )
+            section.figure(f"{name}: {peer} CPU per request (all its processes), c={CONCURRENCY}", "ms",
+                           pf.cpu_ms)  # fmt: skip
         section.figure(f"{name}: reference (session per request) p50", "ms", f.reference_ms, 1)
         section.figure(f"{name}: reference p50 / `/score` p50", "×", f.reference_gain, 1)
         in_p50 = Spread.of(f.c1_in_process_ms)
@@ -349,6 +450,15 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
             f"`{model_id}` throughput c={CONCURRENCY}", "≥ 0.90×", f"{tput.median:.3f}×", tput.median >= 0.90,
             throughput_cause,
         )  # fmt: skip
+        if not heavy:
+            section.goal(
+                f"`{model_id}` added p50 c=1 (light model)", "≤ 1.5 ms", f"{added.median:+.2f} ms",
+                added.median <= 1.5, latency_cause,
+            )  # fmt: skip
+            section.goal(
+                f"`{model_id}` throughput c={CONCURRENCY} (light model floor)", "≥ 0.85×",
+                f"{tput.median:.3f}×", tput.median >= 0.85, throughput_cause,
+            )  # fmt: skip
         if heavy:
             section.goal(
                 f"`{model_id}` (realistic cost) p50 c=1, architecture §12",
