@@ -56,8 +56,8 @@ _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: 403/404 have their own codes anyway. The device log keeps each attempt's own reason.
 NETWORK_ERROR = "network error: no trusted HTTPS answer (connection, TLS or timeout; see the device log)"
 
-#: `(bytes_done, bytes_total, attempt)`, awaited after every flush (a MiB, or a second's worth)
-#: and at each attempt start.
+#: `(bytes_done, bytes_total, attempt)`, awaited after every flush (a block of 1-4 MiB, or a second's
+#: worth) and at each attempt start.
 ProgressCallback = Callable[[int, int | None, int], Awaitable[None]]
 
 
