@@ -9,18 +9,25 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from loader_module.download import Downloader, DownloadLimits
+from loader_module.download import Downloader, DownloadLimits, _Partial
 from loader_module.errors import DiskFullError, DownloadFailedError
 
 DATA = b"model-zip-bytes" * 1000
 LIMITS = DownloadLimits(
     max_bytes=1 << 20, min_free_bytes=0, attempts=5, backoff_initial=0.001, backoff_max=0.01, backoff_jitter=0
+)
+
+
+LIMITS_8_MIB = DownloadLimits(
+    max_bytes=8 << 20, min_free_bytes=0, attempts=1, backoff_initial=0.001, backoff_max=0.01, backoff_jitter=0
 )
 
 
@@ -211,3 +218,44 @@ async def test_volume_filling_up_while_downloading_is_disk_full(
     monkeypatch.setattr("loader_module.download._Partial.append", full)
     with pytest.raises(DiskFullError):
         await _fetch(_Script(), tmp_path / "a.part")
+
+
+async def test_after_a_failed_block_no_later_block_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks of 1, 2 and 4 MiB; the second fails while the third is already handed over (two in
+    flight): the third must not land after the gap, so the part stays a valid prefix for a resume."""
+    mib = 1024 * 1024
+    data = os.urandom(7 * mib)
+    appended: list[int] = []
+    third_handed_over = threading.Event()
+    append, hash_md5 = _Partial.append, _Partial.hash_md5
+
+    def failing_second(self: _Partial, block: bytes) -> None:
+        appended.append(len(block))
+        if len(appended) == 2:
+            assert third_handed_over.wait(30), "the third block never reached the threads"
+            raise OSError(errno.EIO, "Input/output error")
+        append(self, block)
+
+    def watching(self: _Partial, block: bytes) -> None:
+        hash_md5(self, block)
+        if len(block) == 4 * mib:
+            third_handed_over.set()
+
+    monkeypatch.setattr(_Partial, "append", failing_second)
+    monkeypatch.setattr(_Partial, "hash_md5", watching)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        del request
+        headers = {"etag": '"e1"', "content-length": str(len(data))}
+        return httpx.Response(200, stream=_Body(data), headers=headers)
+
+    part = tmp_path / "a.part"
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        with pytest.raises(OSError, match="Input/output error"):
+            await Downloader(client, LIMITS_8_MIB).fetch(
+                lambda: "https://blob.example/m.zip?sig=x", part, expected_size=None, on_progress=_nothing
+            )
+    assert appended == [mib, 2 * mib]
+    assert part.read_bytes() == data[:mib]

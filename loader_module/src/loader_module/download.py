@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
 import re
 import shutil
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -48,6 +51,9 @@ FLUSH_SECONDS = 1.0
 #: waits for the GIL while the event loop runs), measured by the benchmark's download section.
 FLUSH_BYTES = 1024 * 1024
 BLOCK_BYTES = 4 * 1024 * 1024
+#: Blocks handed to the writer and MD5 threads and not yet done: a slow disk or a descheduled thread
+#: does not stop the network read at once. Memory: this many blocks plus the one being received.
+BLOCKS_IN_FLIGHT = 2
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: What every connection, TLS, timeout or protocol failure reports. The twin must not tell a refused
@@ -91,6 +97,39 @@ class _Received:
     bytes: int = 0
 
 
+class _Blocks:
+    """Blocks written + SHA-256'd on one thread and MD5'd on another, each in arrival order, at most
+    `depth` blocks in flight: the network read goes on while the disk or a digest catches up."""
+
+    def __init__(self, write: Callable[[bytes], None], md5: Callable[[bytes], None], depth: int) -> None:
+        self._steps = (
+            (ThreadPoolExecutor(1, thread_name_prefix="download-write"), write),
+            (ThreadPoolExecutor(1, thread_name_prefix="download-md5"), md5),
+        )
+        self._depth = depth
+        self._pending: deque[asyncio.Future[list[None]]] = deque()
+
+    async def put(self, block: bytes) -> None:
+        while len(self._pending) >= self._depth:
+            await self._pending.popleft()
+        loop = asyncio.get_running_loop()
+        self._pending.append(
+            asyncio.gather(*(loop.run_in_executor(pool, step, block) for pool, step in self._steps))
+        )
+
+    async def drain(self) -> None:
+        """Wait for every block handed over; then raise the first failure, if any."""
+        results = await asyncio.gather(*self._pending, return_exceptions=True)
+        self._pending.clear()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def close(self) -> None:
+        for pool, _ in self._steps:
+            pool.shutdown(wait=False)  # idle by now: `drain` waited for their work
+
+
 class _PartMeta(BaseModel):
     etag: str
     total: int | None
@@ -108,6 +147,8 @@ class _Partial:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
         self._handle: IO[bytes] | None = None
+        #: A block failed to be written in this attempt: later ones are not (no gap in the file).
+        self.write_failed = False
 
     def load(self) -> None:
         """Adopt an earlier part (re-hashing it from disk) or start empty."""
@@ -144,6 +185,7 @@ class _Partial:
 
     def open(self) -> None:
         self._handle = self.path.open("ab")
+        self.write_failed = False
 
     def append(self, data: bytes) -> None:
         """Write `data` and fold it into SHA-256; MD5 is `hash_md5`'s, run beside it in another thread."""
@@ -290,9 +332,9 @@ class Downloader:
             async with self._open(url, headers) as response:
                 await self._accept(response, partial, expected_size)
                 await asyncio.to_thread(partial.open)
-                # Chunks are kept as they arrive and joined once per block (one copy); the block is
-                # hashed and written in threads while the next one arrives (hashlib releases the GIL),
-                # so hashing costs little throughput; blocks stay in order, one in flight at a time.
+                # Chunks are kept as they arrive and joined once per block (one copy); blocks are
+                # hashed and written in two threads while the next ones arrive (hashlib releases the
+                # GIL), so hashing costs little throughput; blocks stay in order.
                 chunks: list[bytes] = []
                 held, size = 0, FLUSH_BYTES
                 start = position = partial.offset  # bytes written, being written and held
@@ -300,7 +342,7 @@ class Downloader:
                 bound = min(
                     b for b in (self._limits.max_bytes, expected_size, partial.total) if b is not None
                 )
-                writing: asyncio.Future[None] | None = None
+                blocks = _Blocks(functools.partial(self._write, partial), partial.hash_md5, BLOCKS_IN_FLIGHT)
                 loop = asyncio.get_running_loop()
                 flush_at = loop.time() + FLUSH_SECONDS
                 try:
@@ -322,25 +364,23 @@ class Downloader:
                         # Flush a full block, or whatever arrived within FLUSH_SECONDS: on a slow link
                         # progress still moves and a cut loses seconds of data, not a whole block.
                         if held >= size or loop.time() >= flush_at:
-                            if writing is not None:
-                                await writing
-                            block = b"".join(chunks)
+                            await blocks.put(b"".join(chunks))  # raises an earlier block's failure
                             chunks.clear()
                             held = 0
-                            writing = asyncio.ensure_future(self._store(partial, block))
-                            del block
                             size = min(2 * size, BLOCK_BYTES)
                             flush_at = loop.time() + FLUSH_SECONDS
-                            # What is on the volume, not what arrived: the block just handed to the
-                            # writer is reported at the next flush, so a crash never loses reported bytes.
+                            # What is on the volume, not what arrived: blocks still with the writer
+                            # are reported at a later flush, so a crash never loses reported bytes.
                             await on_progress(partial.offset, partial.total, attempt)
                 finally:
                     received.bytes += position - start
-                    # Bytes that arrived before a cut are a valid prefix: keep them for the resume.
-                    if writing is not None:
-                        await writing
-                    if chunks:
-                        await self._store(partial, b"".join(chunks))
+                    try:
+                        # Bytes that arrived before a cut are a valid prefix: keep them for the resume.
+                        if chunks and not partial.write_failed:
+                            await blocks.put(b"".join(chunks))
+                        await blocks.drain()
+                    finally:
+                        blocks.close()
                     await asyncio.to_thread(partial.close)
         except httpx.TransportError as exc:
             raise TransientDownloadError(
@@ -401,21 +441,22 @@ class Downloader:
         else:
             partial.etag, partial.total = None, total
 
-    async def _store(self, partial: _Partial, block: bytes) -> None:
-        """Write + SHA-256 and MD5 of one block in two threads at once: on two cores a block costs the
-        longer of the two, not their sum."""
-        await asyncio.gather(
-            asyncio.to_thread(self._write, partial, block), asyncio.to_thread(partial.hash_md5, block)
-        )
-
     def _write(self, partial: _Partial, block: bytes) -> None:
-        """Append `block` unless that would take the volume below the free-space floor (blocking)."""
-        free = shutil.disk_usage(partial.path.parent).free
-        if free - len(block) < self._limits.min_free_bytes:
-            raise DiskFullError(
-                f"writing {len(block)} more bytes would leave less than {self._limits.min_free_bytes} free"
-            )
-        partial.append(block)
+        """Append `block` unless that would take the volume below the free-space floor (blocking).
+        After a failed block nothing more is written: the file stays a valid prefix for a resume."""
+        if partial.write_failed:
+            return  # that failure ends the download; `_Blocks` raises it
+        try:
+            free = shutil.disk_usage(partial.path.parent).free
+            if free - len(block) < self._limits.min_free_bytes:
+                raise DiskFullError(
+                    f"writing {len(block)} more bytes would leave less than {self._limits.min_free_bytes} "
+                    "free"
+                )
+            partial.append(block)
+        except BaseException:
+            partial.write_failed = True
+            raise
 
     def _check_size(self, total: int, expected_size: int | None, partial: _Partial) -> None:
         if total > self._limits.max_bytes:
