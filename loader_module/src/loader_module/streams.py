@@ -1,12 +1,13 @@
 """An httpx transport whose connections are asyncio's own TLS streams instead of anyio's.
 
 httpx reaches the network through httpcore, which under asyncio uses anyio: every TLS record (16 KiB)
-goes through a Python-level `SSLObject.read` and a cancel scope, about 3 ms of CPU per MiB on a 2-core
-device, more than hashing the same MiB with MD5 and SHA-256. asyncio's transport decrypts whole socket
-reads at once and hands over 64 KiB per read: a third of the CPU, measured side by side by the
-benchmark's download section. HTTP itself (h11, keep-alive, pooling) is still httpcore's; only the
-byte pipe changes, through httpcore's public `AsyncNetworkBackend` seam. Proxied downloads keep httpx's
-standard transport (TLS inside a CONNECT tunnel is left to the stack that has always done it).
+goes through a Python-level `SSLObject.read` and a cancel scope. Streaming 256 MiB from Azurite over
+HTTPS on loopback, side by side on a 2-core machine, took 3.4 ms of process CPU per MiB that way and
+1.7 ms through this transport (MD5 + SHA-256 of the same MiB: about 2 ms). asyncio's transport decrypts
+whole socket reads at once and hands over up to 64 KiB per read. HTTP itself (h11, keep-alive,
+pooling) is still httpcore's; only the byte pipe changes, through httpcore's public
+`AsyncNetworkBackend` seam. Proxied downloads keep httpx's standard transport (TLS inside a CONNECT
+tunnel is left to the stack that has always done it).
 """
 
 from __future__ import annotations
