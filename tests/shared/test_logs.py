@@ -9,6 +9,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_shared.logs import configure_logging, log_context
 from edge_shared.redaction import redact, redact_url
@@ -101,3 +103,18 @@ def test_redact_url_with_a_port_out_of_range_or_not_a_number_still_redacts(port:
     # urlsplit accepts these; only reading `.port` raises, which used to kill the update task.
     assert redact_url(f"https://host:{port}/p?sig=SECRET") == "https://host:<invalid port>/p?<redacted>"
     assert "SECRET" not in redact(f"failed: https://host:{port}/p?sig=SECRET")
+
+
+@pytest.mark.parametrize("space", ["\n", "\r", "\t", "\f", "\v", "  "])
+@pytest.mark.parametrize("word", ["SharedAccessSignature", "sharedaccesssignature", "ſharedAccessSignature"])
+def test_the_sas_header_form_is_redacted_after_any_white_space(word: str, space: str) -> None:
+    # A newline after the word used to crash the log formatter (IndexError) instead of redacting.
+    text = f"auth: {word}{space}sr=hub&sig=TOPSECRET&se=1"
+    assert "TOPSECRET" not in redact(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("SsſharedAccessSignature=&;:/ \n\t\"'sigr.xyz?%")), max_size=60))
+def test_redact_never_raises_and_is_idempotent(text: str) -> None:
+    once = redact(text)
+    assert redact(once) == once

@@ -6,14 +6,15 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 _URL = re.compile(r"\b(?:https?|amqps?|mqtts?|wss?)://[^\s\"'<>]+", re.IGNORECASE)
-_SECRETS = [
+#: Keys whose value is a secret: the key stays, the value goes.
+_KEYED_SECRETS = [
     # query-string style signatures and keys left outside a URL
     re.compile(r"(?i)\b(sig|signature|se|skn|sv|sp|sr|st|spr)=[^&\s\"';]+"),
     # connection-string keys
     re.compile(r"(?i)\b(SharedAccessKey|AccountKey|SharedAccessSignature)\s*=\s*[^;\s\"']+"),
-    # the SharedAccessSignature header form: `SharedAccessSignature sr=...&sig=...`
-    re.compile(r"(?i)SharedAccessSignature\s+[^\s\"']+"),
 ]
+#: The SharedAccessSignature header form, `SharedAccessSignature sr=...&sig=...`, after any white space.
+_SAS_HEADER = re.compile(r"(?i)SharedAccessSignature\s+[^\s\"']+")
 #: Every pattern above needs one of these (same case rules): most log lines have none and skip the rest,
 #: which costs a tenth of the patterns (the inference module writes one access-log line per request).
 _MAYBE_SECRET = re.compile(r"=|://|SharedAccessSignature", re.IGNORECASE)
@@ -44,16 +45,6 @@ def redact(text: str) -> str:
     if _MAYBE_SECRET.search(text) is None:
         return text
     text = _URL.sub(lambda m: redact_url(m.group(0)), text)
-    for pattern in _SECRETS:
-        text = pattern.sub(_keep_key, text)
-    return text
-
-
-def _keep_key(match: re.Match[str]) -> str:
-    whole = match.group(0)
-    if whole.lower().startswith("sharedaccesssignature ") or whole.lower().startswith(
-        "sharedaccesssignature\t"
-    ):
-        return f"SharedAccessSignature {REDACTED}"
-    key = match.group(1)
-    return f"{key}={REDACTED}"
+    for pattern in _KEYED_SECRETS:
+        text = pattern.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    return _SAS_HEADER.sub(f"SharedAccessSignature {REDACTED}", text)
