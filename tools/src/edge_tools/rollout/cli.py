@@ -26,7 +26,7 @@ from edge_tools.publish.package import load_package
 from edge_tools.publish.signing import sign_digest
 from edge_tools.rollout import runner
 from edge_tools.rollout.blob_access import DEFAULT_POLICY, policy_blob_url, renew_read_policy
-from edge_tools.rollout.configurations import RingState, RolloutRecord
+from edge_tools.rollout.configurations import RolloutRecord
 from edge_tools.rollout.decide import RingCounts, Step
 from edge_tools.rollout.fleet import device_rows, render, render_rollouts, summary
 from edge_tools.rollout.hub import FleetHub
@@ -255,7 +255,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             ]
             out.write(json.dumps(listing, indent=2) + "\n" if args.json else render_rollouts(listing))
             return 0
-        record = runner.get_rollout(hub, args.rollout_id)
+        record = runner.find(found, args.rollout_id)
         counts = runner.ring_counts(hub, record)
     view = summary([], record, counts)
     out.write(json.dumps(view["rollout"], indent=2) + "\n" if args.json else render(view, fleet=False))
@@ -298,19 +298,15 @@ def fleet_view(hub: FleetHub, args: argparse.Namespace) -> dict[str, Any]:
     found = runner.rollouts(hub)
     record: RolloutRecord | None = None
     if args.rollout:
-        record = runner.get_rollout(hub, args.rollout)
+        record = runner.find(found, args.rollout)
     elif found:
         record = max(found.values(), key=lambda r: r.priority)
-    counts: dict[int, RingCounts] = runner.ring_counts(hub, record) if record is not None else {}
-    members = (
-        {
-            ring.ring.name: runner.ring_members(hub, ring.ring.condition)
-            for ring in record.rings
-            if ring.state in (RingState.ACTIVE, RingState.PROMOTED)
-        }
-        if record is not None
-        else {}
-    )
+    counts: dict[int, RingCounts] = {}
+    members: dict[str, set[str]] = {}
+    if record is not None:
+        by_index = runner.started_members(hub, record)
+        counts = runner.ring_counts(hub, record, by_index)
+        members = {ring.ring.name: by_index[ring.index] for ring in record.rings if ring.index in by_index}
     loaders = hub.query(f"SELECT * FROM devices.modules WHERE moduleId='{args.module}'")
     inference = hub.query(f"SELECT * FROM devices.modules WHERE moduleId='{args.inference_module}'")
     return summary(device_rows(loaders, inference, members), record, counts)

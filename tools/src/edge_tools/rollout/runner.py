@@ -40,11 +40,16 @@ def rollouts(hub: FleetHub) -> dict[str, RolloutRecord]:
     return read_rollouts(hub.list_configurations(HUB_CONFIGURATION_QUOTA))
 
 
-def get_rollout(hub: FleetHub, rollout_id: str) -> RolloutRecord:
-    found = rollouts(hub).get(rollout_id)
-    if found is None:
+def find(found: dict[str, RolloutRecord], rollout_id: str) -> RolloutRecord:
+    """`rollout_id` among rollouts already read from the hub, or a clear error."""
+    record = found.get(rollout_id)
+    if record is None:
         raise RolloutError(f"no rollout {rollout_id!r} on this hub (`edge-model rollout status` lists them)")
-    return found
+    return record
+
+
+def get_rollout(hub: FleetHub, rollout_id: str) -> RolloutRecord:
+    return find(rollouts(hub), rollout_id)
 
 
 def next_priority(existing: dict[str, RolloutRecord]) -> int:
@@ -70,13 +75,24 @@ def device_states(hub: FleetHub, module: str, version: str) -> dict[str, DeviceS
     return states
 
 
-def ring_counts(hub: FleetHub, record: RolloutRecord) -> dict[int, RingCounts]:
-    """Counts for every started ring (pending and halted rings target nobody)."""
-    started = [r for r in record.rings if r.state in (RingState.ACTIVE, RingState.PROMOTED)]
-    if not started:
+def started_members(hub: FleetHub, record: RolloutRecord) -> dict[int, set[str]]:
+    """The device ids of every started ring, by ring index (pending and halted rings target nobody)."""
+    return {
+        ring.index: ring_members(hub, ring.ring.condition)
+        for ring in record.rings
+        if ring.state in (RingState.ACTIVE, RingState.PROMOTED)
+    }
+
+
+def ring_counts(
+    hub: FleetHub, record: RolloutRecord, members: dict[int, set[str]] | None = None
+) -> dict[int, RingCounts]:
+    """Counts for every started ring; `members` when the caller has read them already."""
+    members = started_members(hub, record) if members is None else members
+    if not members:
         return {}
     states = device_states(hub, record.module, record.version)
-    return {ring.index: RingCounts.of(ring_members(hub, ring.ring.condition), states) for ring in started}
+    return {index: RingCounts.of(devices, states) for index, devices in members.items()}
 
 
 def start(hub: FleetHub, plan: RolloutPlan, model: dict[str, Any]) -> RolloutRecord:
