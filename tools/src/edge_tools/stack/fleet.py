@@ -26,7 +26,13 @@ from edge_tools.publish.connstr import HubConnection
 from edge_tools.rollout.hub import FleetHub
 from edge_tools.stack.network import free_port, pick_loopback_address
 from edge_tools.stack.processes import ManagedProcess, ProcessFailed
-from edge_tools.stack.stack import DEFAULT_MANIFEST, LOOPBACK_NO_PROXY, manifest_env, read_env_file
+from edge_tools.stack.stack import (
+    DEFAULT_MANIFEST,
+    MODULE_PACKAGES,
+    inference_live,
+    module_env,
+    start_simulator,
+)
 from edge_tools.stack.supervised import Supervised
 
 #: A free-space floor no test disk has: the loader refuses every download as `disk_full`.
@@ -111,18 +117,14 @@ class FleetStack(Supervised):
         for attempt in range(1, attempts + 1):
             process = self._start_module(device, "inference")
             try:
-                process.wait_ready(lambda: self._live(device), timeout=60, what="live")
+                process.wait_ready(
+                    lambda: inference_live(self.inference_urls[device]), timeout=60, what="live"
+                )
                 return
             except ProcessFailed:
                 process.stop()
                 if attempt == attempts:
                     raise
-
-    def _live(self, device: str) -> bool:
-        try:
-            return httpx.get(f"{self.inference_urls[device]}/health/live", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def wait_connected(self, timeout: float = 180.0) -> None:
         """Until every loader has reported once (each reports on start, after reading its twin)."""
@@ -142,60 +144,54 @@ class FleetStack(Supervised):
         return [*self.modules.values(), *([self.simulator] if self.simulator else [])]
 
     def _start_simulator(self) -> None:
-        ready = self.state / "ready"
-        ready.unlink(missing_ok=True)
         bind = pick_loopback_address()
-        argv = [self.python, "-m", "edgehub_sim", "serve", "--manifest", str(self.manifest_path)]
-        argv += ["--state-dir", str(self.state), "--bind", bind, "--service-port", str(free_port(bind))]
-        argv += ["--devices", str(self.count), "--deployment-interval", f"{self.deployment_interval:g}"]
-        self.simulator = ManagedProcess(
-            "edgehub", argv, env=self._base_env(), log_dir=self.logs, echo=self.echo
+        self.simulator = start_simulator(
+            self.python,
+            self.manifest_path,
+            self.state,
+            bind,
+            free_port(bind),
+            extra_args=[
+                "--devices",
+                str(self.count),
+                "--deployment-interval",
+                f"{self.deployment_interval:g}",
+            ],
+            logs=self.logs,
+            echo=self.echo,
+            timeout=120,
         )
-        self.simulator.start()
-        self.simulator.wait_ready(ready.exists, timeout=120, what="ready")
-
-    def _base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("IOTEDGE_", "LOADER_", "INFERENCE_"))}
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
 
     def model_root(self, device: str) -> Path:
         return self.workdir / "devices" / device / "models"
 
     def _start_module(self, device: str, module: str) -> ManagedProcess:
-        env = self._base_env()
-        env.update(read_env_file(self.state / "devices" / device / "env" / f"{module}.env"))
-        env.update(manifest_env(self.manifest, module))
+        assert self.azurite is not None
         root = self.model_root(device)
         root.mkdir(parents=True, exist_ok=True)
+        port = free_port("127.0.0.1")
+        env = module_env(
+            module,
+            env_file=self.state / "devices" / device / "env" / f"{module}.env",
+            manifest=self.manifest,
+            model_root=root,
+            storage_ca_file=self.azurite.ca_file,
+            inference_port=port,
+            log_format="json",
+        )
         if module == "loader":
-            assert self.azurite is not None
-            env.update(
-                {
-                    "LOADER_MODEL_ROOT": str(root),
-                    "LOADER_CA_FILE": str(self.azurite.ca_file),
-                    "LOADER_LOG_FORMAT": "json",
-                    "LOADER_NO_PROXY": LOOPBACK_NO_PROXY,
-                    "LOADER_MIN_FREE_BYTES": str(DISK_FULL_FLOOR if device in self.disk_full else 64 << 20),
-                    # Without an inference module nothing confirms serving: report ready at once.
-                    "LOADER_SERVE_CONFIRM_TIMEOUT": "130" if device in self.inference_urls else "0",
-                }
-            )
+            env["LOADER_MIN_FREE_BYTES"] = str(DISK_FULL_FLOOR if device in self.disk_full else 64 << 20)
+            # Without an inference module nothing confirms serving: report ready at once.
+            env["LOADER_SERVE_CONFIRM_TIMEOUT"] = "130" if device in self.inference_urls else "0"
             env.update(self.loader_env)
         else:
-            port = free_port("127.0.0.1")
             self.inference_urls[device] = f"http://127.0.0.1:{port}"
-            env.update(
-                {
-                    "INFERENCE_MODEL_ROOT": str(root),
-                    "INFERENCE_HOST": "127.0.0.1",
-                    "INFERENCE_PORT": str(port),
-                    "INFERENCE_LOG_FORMAT": "json",
-                }
-            )
-        package = {"loader": "loader_module", "inference": "inference_module"}[module]
         process = ManagedProcess(
-            f"{device}-{module}", [self.python, "-m", package], env=env, log_dir=self.logs, echo=self.echo
+            f"{device}-{module}",
+            [self.python, "-m", MODULE_PACKAGES[module]],
+            env=env,
+            log_dir=self.logs,
+            echo=self.echo,
         )
         self.modules[(device, module)] = process
         process.start()

@@ -48,6 +48,77 @@ def manifest_env(manifest: dict[str, Any], module: str) -> dict[str, str]:
     return {key: str(item["value"]) for key, item in modules[module].get("env", {}).items()}
 
 
+#: The Python package each module runs as (`python -m <package>`).
+MODULE_PACKAGES = {"loader": "loader_module", "inference": "inference_module"}
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without any module's settings, unbuffered."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IOTEDGE_", "LOADER_", "INFERENCE_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def module_env(
+    module: str,
+    *,
+    env_file: Path,
+    manifest: dict[str, Any],
+    model_root: Path,
+    storage_ca_file: Path,
+    inference_port: int,
+    log_format: str,
+) -> dict[str, str]:
+    """A module's environment: the `IOTEDGE_*` file the simulator wrote, the manifest's `env`, and the
+    overrides a laptop needs (a folder as the model volume, Azurite's CA, a loopback port)."""
+    env = base_env()
+    env.update(read_env_file(env_file))
+    env.update(manifest_env(manifest, module))
+    if module == "loader":
+        env["LOADER_MODEL_ROOT"] = str(model_root)
+        env["LOADER_CA_FILE"] = str(storage_ca_file)
+        env["LOADER_LOG_FORMAT"] = log_format
+        env.setdefault("LOADER_MIN_FREE_BYTES", str(64 * 1024 * 1024))
+        env["LOADER_NO_PROXY"] = LOOPBACK_NO_PROXY
+    elif module == "inference":
+        env["INFERENCE_MODEL_ROOT"] = str(model_root)
+        env["INFERENCE_HOST"] = "127.0.0.1"
+        env["INFERENCE_PORT"] = str(inference_port)
+        env["INFERENCE_LOG_FORMAT"] = log_format
+    return env
+
+
+def start_simulator(
+    python: str,
+    manifest: Path,
+    state: Path,
+    bind: str,
+    service_port: int,
+    *,
+    extra_args: list[str],
+    logs: Path,
+    echo: TextIO | None,
+    timeout: float = 60.0,
+) -> ManagedProcess:
+    """`python -m edgehub_sim serve` on `bind`, started and waited for (its `ready` file)."""
+    ready = state / "ready"
+    ready.unlink(missing_ok=True)
+    argv = [python, "-m", "edgehub_sim", "serve", "--manifest", str(manifest)]
+    argv += ["--state-dir", str(state), "--bind", bind, "--service-port", str(service_port), *extra_args]
+    simulator = ManagedProcess("edgehub", argv, env=base_env(), log_dir=logs, echo=echo)
+    simulator.start()
+    simulator.wait_ready(ready.exists, timeout=timeout, what="ready")
+    return simulator
+
+
+def inference_live(url: str) -> bool:
+    """Whether the inference module at `url` answers its liveness probe (never raises)."""
+    try:
+        return httpx.get(f"{url}/health/live", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @dataclass(frozen=True)
 class StackEndpoints:
     inference_url: str
@@ -121,48 +192,33 @@ class LocalStack(Supervised):
         self.start_module("inference")
 
     def _start_simulator(self, state: Path, bind: str, service_port: int) -> None:
-        ready = state / "ready"
-        ready.unlink(missing_ok=True)
-        argv = [self.python, "-m", "edgehub_sim", "serve", "--manifest", str(self.manifest_path)]
-        argv += ["--state-dir", str(state), "--bind", bind, "--service-port", str(service_port)]
-        if self.run_as:  # modules as other users (as their images run them) must reach their sockets
-            argv += ["--workload-socket-mode", "666"]
-        sim = ManagedProcess(
-            "edgehub",
-            argv,
-            env=self._base_env(),
-            log_dir=self.logs,
+        # Modules run as other users (as their images run them) must reach their sockets.
+        extra = ["--workload-socket-mode", "666"] if self.run_as else []
+        self.processes["edgehub"] = start_simulator(
+            self.python,
+            self.manifest_path,
+            state,
+            bind,
+            service_port,
+            extra_args=extra,
+            logs=self.logs,
             echo=self.echo,
-        )  # fmt: skip
-        self.processes["edgehub"] = sim
-        sim.start()
-        sim.wait_ready(ready.exists, timeout=60, what="ready")
-
-    def _base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("IOTEDGE_", "LOADER_", "INFERENCE_"))}
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        )
 
     def module_env(self, module: str) -> dict[str, str]:
         endpoints = self.endpoints
-        env = self._base_env()
-        env.update(read_env_file(self.workdir / "edgehub" / "env" / f"{module}.env"))
-        env.update(manifest_env(self.manifest, module))
-        if module == "loader":
-            env["LOADER_MODEL_ROOT"] = str(endpoints.model_root)
-            env["LOADER_CA_FILE"] = str(endpoints.storage_ca_file)
-            env["LOADER_LOG_FORMAT"] = self.log_format
-            env.setdefault("LOADER_MIN_FREE_BYTES", str(64 * 1024 * 1024))
-            env["LOADER_NO_PROXY"] = LOOPBACK_NO_PROXY
-        elif module == "inference":
-            env["INFERENCE_MODEL_ROOT"] = str(endpoints.model_root)
-            env["INFERENCE_HOST"] = "127.0.0.1"
-            env["INFERENCE_PORT"] = endpoints.inference_url.rsplit(":", 1)[1]
-            env["INFERENCE_LOG_FORMAT"] = self.log_format
-        return env
+        return module_env(
+            module,
+            env_file=self.workdir / "edgehub" / "env" / f"{module}.env",
+            manifest=self.manifest,
+            model_root=endpoints.model_root,
+            storage_ca_file=endpoints.storage_ca_file,
+            inference_port=int(endpoints.inference_url.rsplit(":", 1)[1]),
+            log_format=self.log_format,
+        )
 
     def start_module(self, module: str) -> ManagedProcess:
-        package = {"loader": "loader_module", "inference": "inference_module"}[module]
+        package = MODULE_PACKAGES[module]
         run_as = self.run_as.get(module)
         python = run_as.python if run_as is not None and run_as.python else self.python
         process = ManagedProcess(
@@ -232,10 +288,7 @@ class LocalStack(Supervised):
         return reported
 
     def _inference_live(self) -> bool:
-        try:
-            return httpx.get(f"{self.endpoints.inference_url}/health/live", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return inference_live(self.endpoints.inference_url)
 
     def _module_connected(self, module: str) -> bool:
         # The simulator's service API answers for a module's twin once its identity exists; a module is
