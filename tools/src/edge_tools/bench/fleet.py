@@ -22,19 +22,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from edge_shared.repository import ModelRepository
 from edge_tools.bench.profile import Profile
 from edge_tools.bench.results import SectionResult
 from edge_tools.fixtures import FixtureCatalog
-from edge_tools.publish.blob import upload_package
 from edge_tools.publish.package import ModelPackage, load_package
 from edge_tools.rollout import runner
-from edge_tools.rollout.blob_access import policy_blob_url, renew_read_policy
+from edge_tools.rollout.blob_access import publish_for_rollout
 from edge_tools.rollout.decide import Step
 from edge_tools.rollout.plan import FailureLimit, Ring, RolloutPlan
 from edge_tools.stack.fleet import FleetStack
 
 CONTAINER = "models"
-POLICY = "edge-model-rollout"
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,6 @@ class FleetRun:
     canary: int
     simulator_idle_rss: int
     simulator_cpu_seconds: float
-    simulator_peak_rss: int
 
 
 def ring_sizes(devices: int) -> tuple[int, int]:
@@ -111,24 +109,15 @@ def tag_fleet(stack: FleetStack) -> tuple[list[str], list[str]]:
 
 
 def publish_model(stack: FleetStack, package: ModelPackage, version: str) -> dict[str, Any]:
-    """Upload once; the `Model` desired object with a URL under the container's stored access policy."""
-    url = upload_package(
+    """Upload once, as `edge-model rollout start` does: the `Model` object the layers carry."""
+    return publish_for_rollout(
         stack.storage_connection_string,
         CONTAINER,
         package,
-        sas_ttl=timedelta(hours=1),  # replaced by the policy's SAS below
-        ca_file=str(stack.storage_ca_file),
-        version=version,
-    )
-    renew_read_policy(
-        stack.storage_connection_string,
-        CONTAINER,
-        policy=POLICY,
+        version,
         valid_for=timedelta(days=1),
         ca_file=str(stack.storage_ca_file),
     )
-    read_url = policy_blob_url(stack.storage_connection_string, CONTAINER, url, package.file_name, POLICY)
-    return package.desired(read_url, version)
 
 
 def drive(
@@ -234,7 +223,7 @@ def wait_serving(stack: FleetStack, devices: list[str], version: str, timeout: f
 
 def installed(stack: FleetStack, device: str, version: str) -> bool:
     """Whether a device's loader keeps `version` in its repository."""
-    return (stack.model_root(device) / "models" / version).is_dir()
+    return ModelRepository(stack.model_root(device)).version_dir(version).is_dir()
 
 
 def run_fleet(catalog: FixtureCatalog, options: FleetBenchOptions, work: Path) -> FleetRun:
@@ -309,7 +298,6 @@ def run_fleet(catalog: FixtureCatalog, options: FleetBenchOptions, work: Path) -
             canary=len(canary),
             simulator_idle_rss=idle.rss_bytes,
             simulator_cpu_seconds=cpu,
-            simulator_peak_rss=stack.simulator_usage().rss_bytes,
         )
 
 

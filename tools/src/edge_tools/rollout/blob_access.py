@@ -9,10 +9,13 @@ the policy (extending every rollout's URL at once) and deleting the policy revok
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from azure.storage.blob import AccessPolicy, BlobServiceClient, ContainerSasPermissions, generate_blob_sas
 
+from edge_tools.publish.blob import upload_package
 from edge_tools.publish.connstr import ConnectionStringError, parse_connection_string
+from edge_tools.publish.package import ModelPackage
 
 #: Azure allows five stored access policies per container; this is the one rollouts use.
 DEFAULT_POLICY = "edge-model-rollout"
@@ -71,6 +74,32 @@ def policy_blob_url(
         protocol="https" if blob_url.startswith("https://") else None,
     )
     return f"{blob_url.split('?', 1)[0]}?{sas}"
+
+
+def publish_for_rollout(
+    connection_string: str,
+    container: str,
+    package: ModelPackage,
+    version: str,
+    *,
+    policy: str = DEFAULT_POLICY,
+    valid_for: timedelta,
+    ca_file: str | None = None,
+    signature: str | None = None,
+) -> dict[str, Any]:
+    """Upload `package` once and return the `Model` object a layer carries: its URL reads through
+    `policy`, renewed for `valid_for`."""
+    url = upload_package(
+        connection_string,
+        container,
+        package,
+        sas_ttl=timedelta(hours=1),  # the URL below names the policy instead of this SAS
+        ca_file=ca_file,
+        version=version,
+    )
+    renew_read_policy(connection_string, container, policy=policy, valid_for=valid_for, ca_file=ca_file)
+    read_url = policy_blob_url(connection_string, container, url, package.file_name, policy)
+    return package.desired(read_url, version, signature=signature)
 
 
 def _as_datetime(value: object) -> datetime | None:

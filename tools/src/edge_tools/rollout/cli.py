@@ -19,13 +19,13 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from edge_tools.publish.blob import ssl_context, upload_package
+from edge_tools.publish.blob import ssl_context
 from edge_tools.publish.connstr import HubConnection
 from edge_tools.publish.options import add_hub_options, add_storage_options
 from edge_tools.publish.package import load_package
 from edge_tools.publish.signing import sign_digest
 from edge_tools.rollout import runner
-from edge_tools.rollout.blob_access import DEFAULT_POLICY, policy_blob_url, renew_read_policy
+from edge_tools.rollout.blob_access import DEFAULT_POLICY, publish_for_rollout
 from edge_tools.rollout.configurations import RolloutRecord
 from edge_tools.rollout.decide import RingCounts, Step
 from edge_tools.rollout.fleet import device_rows, render, render_rollouts, summary
@@ -166,26 +166,18 @@ def cmd_start(args: argparse.Namespace, out: TextIO) -> int:
         plan = build_plan(
             args, args.priority if args.priority is not None else runner.next_priority(runner.rollouts(hub))
         )
-        url = upload_package(
+        signature = sign_digest(args.sign.read_bytes(), package.sha256_bytes) if args.sign else None
+        model = publish_for_rollout(
             args.storage_connection_string,
             args.container,
             package,
-            sas_ttl=timedelta(hours=1),  # replaced below by the policy's SAS
-            ca_file=args.storage_ca_file,
-            version=args.version,
-        )
-        renew_read_policy(
-            args.storage_connection_string,
-            args.container,
+            args.version,
             policy=args.sas_policy,
             valid_for=timedelta(days=args.sas_days),
             ca_file=args.storage_ca_file,
+            signature=signature,
         )
-        signature = sign_digest(args.sign.read_bytes(), package.sha256_bytes) if args.sign else None
-        read_url = policy_blob_url(
-            args.storage_connection_string, args.container, url, package.file_name, args.sas_policy
-        )
-        record = runner.start(hub, plan, package.desired(read_url, args.version, signature=signature))
+        record = runner.start(hub, plan, model)
         _say(
             out,
             args,
