@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 #: Configuration ids allow more, but these also stay readable in labels and on a command line.
 RolloutId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
-RingName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,23}$")]
+RING_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
+RingName = Annotated[str, StringConstraints(pattern=RING_NAME.pattern)]
 #: Rings per rollout: each is one configuration, and a hub holds 100 in all.
 MAX_RINGS = 8
 
@@ -43,7 +44,7 @@ class Ring(BaseModel):
         problem = condition_problem(condition)
         if problem:
             raise PlanError(f"ring {name.strip()!r}: {problem}")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,23}", name.strip()):
+        if not RING_NAME.match(name.strip()):
             raise PlanError(
                 f"ring {name.strip()[:30]!r}: a name is 1-24 lowercase letters, digits or '-', "
                 "starting with a letter or digit"
