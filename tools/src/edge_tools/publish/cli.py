@@ -39,7 +39,6 @@ from edge_tools.publish.options import add_hub_options, add_storage_options
 from edge_tools.publish.package import ModelPackage, PackageError, load_package
 from edge_tools.publish.signing import generate_key_pair, sign_digest
 from edge_tools.rollout import cli as rollout_cli
-from edge_tools.rollout.hub import HubCallError
 from edge_tools.rollout.plan import PlanError
 from edge_tools.rollout.runner import RolloutError
 
@@ -63,7 +62,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         OSError,
         PlanError,
         RolloutError,
-        HubCallError,
         InvalidDesiredError,
     ) as exc:
         sys.stderr.write(f"edge-model: error: {redact(str(exc))}\n")

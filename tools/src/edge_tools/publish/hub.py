@@ -5,7 +5,7 @@ They work the same against a real hub and the simulator, which serves the same p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -21,11 +21,20 @@ class HubError(RuntimeError):
 
 
 class HubServiceClient:
-    def __init__(self, connection: HubConnection, *, verify: Any = True, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        connection: HubConnection,
+        *,
+        verify: Any = True,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._connection = connection
-        self._http = httpx.Client(base_url=f"https://{connection.host}", verify=verify, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=f"https://{connection.host}", verify=verify, timeout=timeout, transport=transport
+        )
 
-    def __enter__(self) -> HubServiceClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:

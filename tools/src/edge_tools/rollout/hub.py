@@ -17,16 +17,15 @@ import httpx
 import stamina
 
 from edge_tools.publish.connstr import HubConnection
-from edge_tools.publish.sas import hub_sas_token
+from edge_tools.publish.hub import API_VERSION, HubError, HubServiceClient
 
-API_VERSION = "2021-04-12"
 #: Devices per query page (the hub's maximum is 1000 for most tiers) and pages per query.
 PAGE_SIZE = 1000
 MAX_PAGES = 1000
 
 
-class HubCallError(RuntimeError):
-    """The hub refused a call."""
+class HubCallError(HubError):
+    """The hub refused a call; `status` and the hub's error `code` say how."""
 
     def __init__(self, method: str, path: str, status: int, code: str, message: str) -> None:
         super().__init__(f"{method} {path} → HTTP {status} {code}: {message}".rstrip(": "))
@@ -59,8 +58,9 @@ def _hub_error(response: httpx.Response) -> tuple[str, str]:
     return "", message[:300] or response.text[:200]
 
 
-class FleetHub:
-    """The service calls a rollout needs, on one HTTP connection pool."""
+class FleetHub(HubServiceClient):
+    """The service client with the calls a rollout needs (configurations, queries, device tags), each
+    retried while the hub throttles."""
 
     def __init__(
         self,
@@ -71,20 +71,8 @@ class FleetHub:
         attempts: int = 6,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._connection = connection
+        super().__init__(connection, verify=verify, timeout=timeout, transport=transport)
         self._attempts = attempts
-        self._http = httpx.Client(
-            base_url=f"https://{connection.host}", verify=verify, timeout=timeout, transport=transport
-        )
-
-    def __enter__(self) -> FleetHub:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     def _request(
         self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None
@@ -105,13 +93,12 @@ class FleetHub:
         return response
 
     def _send(self, method: str, path: str, body: Any, headers: dict[str, str] | None) -> httpx.Response:
-        token = hub_sas_token(self._connection.host, self._connection.key, self._connection.key_name)
         response = self._http.request(
             method,
             path,
             params={"api-version": API_VERSION},
             json=body,
-            headers={"Authorization": token, "Content-Type": "application/json", **(headers or {})},
+            headers={**self._headers(), **(headers or {})},
         )
         if response.status_code in (429, 503):
             raise Throttled(_retry_after(response))
