@@ -31,7 +31,8 @@ from edge_tools.stack.stack import (
     MODULE_PACKAGES,
     inference_live,
     module_env,
-    start_simulator,
+    simulator_process,
+    start_and_wait_ready,
 )
 from edge_tools.stack.supervised import Supervised
 
@@ -145,7 +146,7 @@ class FleetStack(Supervised):
 
     def _start_simulator(self) -> None:
         bind = pick_loopback_address()
-        self.simulator = start_simulator(
+        self.simulator = simulator_process(
             self.python,
             self.manifest_path,
             self.state,
@@ -159,8 +160,8 @@ class FleetStack(Supervised):
             ],
             logs=self.logs,
             echo=self.echo,
-            timeout=120,
         )
+        start_and_wait_ready(self.simulator, self.state, timeout=120)
 
     def model_root(self, device: str) -> Path:
         return self.workdir / "devices" / device / "models"

@@ -88,7 +88,7 @@ def module_env(
     return env
 
 
-def start_simulator(
+def simulator_process(
     python: str,
     manifest: Path,
     state: Path,
@@ -98,17 +98,19 @@ def start_simulator(
     extra_args: list[str],
     logs: Path,
     echo: TextIO | None,
-    timeout: float = 60.0,
 ) -> ManagedProcess:
-    """`python -m edgehub_sim serve` on `bind`, started and waited for (its `ready` file)."""
-    ready = state / "ready"
-    ready.unlink(missing_ok=True)
+    """`python -m edgehub_sim serve` on `bind`, not started: the caller registers it first, so that a
+    start that fails is still stopped (its output pipe closed) with the rest of the stack."""
+    (state / "ready").unlink(missing_ok=True)
     argv = [python, "-m", "edgehub_sim", "serve", "--manifest", str(manifest)]
     argv += ["--state-dir", str(state), "--bind", bind, "--service-port", str(service_port), *extra_args]
-    simulator = ManagedProcess("edgehub", argv, env=base_env(), log_dir=logs, echo=echo)
+    return ManagedProcess("edgehub", argv, env=base_env(), log_dir=logs, echo=echo)
+
+
+def start_and_wait_ready(simulator: ManagedProcess, state: Path, *, timeout: float) -> None:
+    """Start a `simulator_process` and wait for the `ready` file it writes once it serves."""
     simulator.start()
-    simulator.wait_ready(ready.exists, timeout=timeout, what="ready")
-    return simulator
+    simulator.wait_ready((state / "ready").exists, timeout=timeout, what="ready")
 
 
 def inference_live(url: str) -> bool:
@@ -194,7 +196,7 @@ class LocalStack(Supervised):
     def _start_simulator(self, state: Path, bind: str, service_port: int) -> None:
         # Modules run as other users (as their images run them) must reach their sockets.
         extra = ["--workload-socket-mode", "666"] if self.run_as else []
-        self.processes["edgehub"] = start_simulator(
+        simulator = simulator_process(
             self.python,
             self.manifest_path,
             state,
@@ -204,6 +206,8 @@ class LocalStack(Supervised):
             logs=self.logs,
             echo=self.echo,
         )
+        self.processes["edgehub"] = simulator
+        start_and_wait_ready(simulator, state, timeout=60)
 
     def module_env(self, module: str) -> dict[str, str]:
         endpoints = self.endpoints
