@@ -124,3 +124,19 @@ def test_a_configuration_with_a_rings_id_that_someone_else_made_is_refused_befor
         with pytest.raises(runner.RolloutError, match="configuration 'edge-model-r-1-all' exists"):
             runner.start(hub, plan, {"FileName": "m.zip"})
     assert puts == []
+
+
+def test_a_ring_whose_configuration_was_deleted_meanwhile_is_a_clear_error() -> None:
+    plan = RolloutPlan(
+        rollout_id="r", version="v2", rings=(Ring(name="all", condition="tags.a='b'"),), priority=11
+    )
+    listed = {**ring_configuration(plan, 0, {"FileName": "m.zip"}), "etag": "e1"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/configurations":
+            return httpx.Response(200, json=[listed])  # listed, then gone when read on its own
+        return httpx.Response(404, json={"Message": "ErrorCode:ConfigurationNotFound;gone"})
+
+    with FleetHub(CONNECTION, transport=httpx.MockTransport(handler)) as hub:
+        with pytest.raises(runner.RolloutError, match="'edge-model-r-0-all' disappeared from the hub"):
+            runner.abort(hub, "r")

@@ -170,7 +170,7 @@ class FleetStack(Supervised):
         assert self.azurite is not None
         root = self.model_root(device)
         root.mkdir(parents=True, exist_ok=True)
-        port = free_port("127.0.0.1")
+        port = free_port("127.0.0.1") if module == "inference" else 0
         env = module_env(
             module,
             env_file=self.state / "devices" / device / "env" / f"{module}.env",
