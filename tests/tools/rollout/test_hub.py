@@ -9,6 +9,7 @@ import httpx
 import pytest
 import stamina
 
+import edge_tools.rollout.hub as hub_module
 from edge_tools.publish.connstr import HubConnection
 from edge_tools.rollout.hub import FleetHub, HubCallError, _retry_after
 
@@ -118,3 +119,17 @@ def test_queries_follow_continuation_tokens() -> None:
     with _hub(handler) as hub:
         rows = list(hub.query("SELECT deviceId FROM devices WHERE tags.a='b'"))
     assert [row["deviceId"] for row in rows] == ["d1", "d2", "d3"]
+
+
+def test_a_query_that_never_stops_paging_ends_in_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "MAX_PAGES", 3)
+    pages = 0
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        nonlocal pages
+        pages += 1
+        return httpx.Response(200, json=[{"deviceId": f"d{pages}"}], headers={"x-ms-continuation": "more"})
+
+    with _hub(handler) as hub, pytest.raises(HubCallError, match="more than 3 pages"):
+        list(hub.query("SELECT deviceId FROM devices"))
+    assert pages == 3
