@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -162,3 +163,16 @@ class GatedFactory:
             detector.gate.set()
         self.detectors.append(detector)
         return detector
+
+
+def module_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of `python -m inference_module` on `root`: loopback, a free port, no edgeHub."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    env.update(
+        INFERENCE_MODEL_ROOT=str(root),
+        INFERENCE_HOST="127.0.0.1",
+        INFERENCE_PORT="0",
+        INFERENCE_EDGEHUB="false",
+        **extra,
+    )
+    return env

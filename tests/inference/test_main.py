@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import sys
@@ -15,23 +14,11 @@ import httpx
 import pytest
 
 from edge_tools.fixtures import FixtureCatalog
-from tests.inference.helpers import install_model
+from tests.inference.helpers import install_model, module_env
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 60.0
 RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-
-
-def module_env(root: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
-    env.update(
-        INFERENCE_MODEL_ROOT=str(root),
-        INFERENCE_HOST="127.0.0.1",
-        INFERENCE_PORT="0",
-        INFERENCE_EDGEHUB="false",
-        **extra,
-    )
-    return env
 
 
 async def next_record(stream: asyncio.StreamReader, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,18 +1,15 @@
-"""`python -m inference_module`: settings → logging → one uvicorn worker (the model lives in this process)."""
+"""`python -m inference_module`: settings → logging → uvicorn (with `INFERENCE_WORKERS` > 1, the leading
+worker of several processes; the model lives in each)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
 from edge_shared.logs import configure_logging
 from edge_shared.settings import settings_help, settings_problems
-from inference_module.access_log import install_access_log_fields
-from inference_module.api import create_app
-from inference_module.server import server_config
 from inference_module.settings import InferenceSettings
 
 logger = logging.getLogger("inference_module")
@@ -37,9 +34,21 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("invalid INFERENCE_ settings", extra={"problems": problems})
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    # The app is imported only now: with several workers, the metrics must know their shared directory
+    # before prometheus_client is first imported.
+    from inference_module.access_log import install_access_log_fields
+
     install_access_log_fields()
-    config = server_config(create_app(settings), settings)
-    uvicorn.Server(config).run()
+    if settings.workers > 1:
+        from inference_module.workers.leader import run_leader
+
+        return run_leader(settings)
+    import uvicorn
+
+    from inference_module.api import create_app
+    from inference_module.server import server_config
+
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
     return 0
 
 

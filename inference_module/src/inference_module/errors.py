@@ -28,6 +28,8 @@ Tree (each class has a stable `code`, the `error.code` of the response body and 
         ├── InsufficientMemoryError insufficient_memory   two models cannot fit (preserve-availability)
         ├── FailingModelError       failing_requests      never raised to a client: the loader is told
         │                                                 when the serving model failed that many in a row
+        ├── WorkerFailedError       worker_failed         INFERENCE_WORKERS > 1: a worker process ended or
+        │                                                 stopped answering during the swap
         └── ModelLoadError          load_failed           the runtime refused the model or its labels
             └── ModelLoadTimeoutError load_timeout        the load took over INFERENCE_LOAD_TIMEOUT_SECONDS
 """
@@ -157,6 +159,12 @@ class FailingModelError(ModelError):
     """The serving model failed INFERENCE_REJECT_AFTER_FAILURES requests in a row: told to the loader."""
 
     code = "failing_requests"
+
+
+class WorkerFailedError(ModelError):
+    """A worker process ended or did not answer while the swap was prepared (it is started again)."""
+
+    code = "worker_failed"
 
 
 class ModelLoadTimeoutError(ModelLoadError):

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from edge_shared.errors import EdgeSharedError, UnsafePathError
 from edge_shared.logs import log_context
@@ -52,6 +52,25 @@ RefusedListener = Callable[[str, InferenceError], Awaitable[None]]
 _DRAIN_TIMEOUT = 30.0
 
 
+class Peers(Protocol):
+    """The other worker processes serving beside this one (`INFERENCE_WORKERS` > 1): every swap is
+    prepared in all of them (built and warmed beside their serving model) before any switches."""
+
+    @property
+    def count(self) -> int:
+        """Workers besides this one that will hold a model: the memory check counts each."""
+
+    async def prepare(self, request: LoadRequest) -> None:
+        """Build and warm `request` in every peer; on any failure, drop what the others built and raise
+        the `ModelError` (the serving model stays everywhere)."""
+
+    async def commit(self) -> None:
+        """Switch every peer to what it prepared."""
+
+    async def abort(self) -> None:
+        """Drop what the peers prepared."""
+
+
 class ModelService:
     """Owns the slot's swaps. Tests inject the runtime registry and the memory probe."""
 
@@ -74,6 +93,8 @@ class ModelService:
         self._abandoned_loads = 0
         self._listeners: list[ActiveListener] = []
         self._refused_listeners: list[RefusedListener] = []
+        self._peers: Peers | None = None
+        self._remote_reload: Callable[[], Awaitable[ModelIdentity]] | None = None
         self._options = RuntimeOptions(
             ort_intra_op_threads=settings.ort_intra_op_threads,
             ort_inter_op_threads=settings.ort_inter_op_threads,
@@ -91,13 +112,39 @@ class ModelService:
         """Called after every swap of a known version that failed (e.g. the `InferenceStatus` message)."""
         self._refused_listeners.append(listener)
 
+    def attach_peers(self, peers: Peers) -> None:
+        """Coordinate every later swap with `peers` (the leading worker of several)."""
+        self._peers = peers
+
+    def delegate_reloads(self, reload: Callable[[], Awaitable[ModelIdentity]]) -> None:
+        """A following worker: `POST /model/reload` asks the leading worker, which swaps every worker."""
+        self._remote_reload = reload
+
     @property
     def repository(self) -> ModelRepository:
         return self._repository
 
+    @property
+    def swap_lock(self) -> asyncio.Lock:
+        """Held by every swap; a worker joining takes it to copy the serving model without racing one."""
+        return self._swap_lock
+
+    async def build(self, request: LoadRequest) -> LoadedModel:
+        """Build and warm `request` beside the serving model, not serving it yet (a following worker's
+        half of a coordinated swap); `InsufficientMemoryError` when both do not fit."""
+        return await self._build_with_room(request, self._slot.current)
+
+    def serve(self, model: LoadedModel) -> None:
+        """Switch to a model `build` returned (a following worker's commit); swaps are counted by the
+        leading worker only, so the metrics summed over workers count each swap once."""
+        self._slot.install(model)
+        self._metrics.set_active(model.identity.version, model.identity.runtime)
+
     # --- sources ------------------------------------------------------------------------------------
     async def load_current(self, source: SwapSource) -> ModelIdentity:
         """Load the version `current` names (start-up and `POST /model/reload`); no network needed."""
+        if self._remote_reload is not None and source == "reload":
+            return await self._remote_reload()
         try:
             request = await self._in_thread(self._request_from_current)
         except NoCurrentModelError:
@@ -164,7 +211,17 @@ class ModelService:
                     self._count_failure(source, exc)
                     await self.tell_refused(request.version, exc)
                     raise
+                if self._peers is not None:
+                    try:
+                        await self._peers.prepare(request)
+                    except ModelError as exc:
+                        model.close()
+                        self._count_failure(source, exc)
+                        await self.tell_refused(request.version, exc)
+                        raise
                 self._slot.install(model)
+                if self._peers is not None:
+                    await self._peers.commit()
                 self._metrics.swaps.labels(source=source).inc()
                 self._metrics.set_active(model.identity.version, model.identity.runtime)
                 logger.info(
@@ -222,16 +279,8 @@ class ModelService:
             return await self._in_thread(self._build, request)
         except ModelError:
             logger.exception("new model failed after unloading the old one; reloading the old one")
-            previous = serving.identity
-            restore = LoadRequest(
-                version=previous.version,
-                file_name=previous.file_name,
-                model_path=previous.model_path,
-                labels_path=previous.labels_path,
-                expected_sha256=previous.sha256,
-            )
             try:
-                old = await self._in_thread(self._build, restore)
+                old = await self._in_thread(self._build, serving.identity.load_request())
             except ModelError:
                 logger.exception("the previous model could not be reloaded either; no model is serving")
             else:
@@ -247,7 +296,10 @@ class ModelService:
             size = request.model_path.stat().st_size
         except OSError:
             return True  # the build reports the missing file properly
-        needed = int(size * self._settings.swap_memory_factor) + self._settings.swap_memory_reserve_bytes
+        workers = 1 + (self._peers.count if self._peers is not None else 0)  # each holds its copy
+        needed = (
+            int(size * self._settings.swap_memory_factor) * workers + self._settings.swap_memory_reserve_bytes
+        )
         if available >= needed:
             return True
         logger.warning(

@@ -117,6 +117,15 @@ class InferenceSettings(ServiceSettings):
         le=64,
         description="Worker threads that each decode, preprocess, run and postprocess one request.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Processes serving the port, each with its own copy of the model and its own "
+        "`PIPELINE_THREADS`; the first holds the edgeHub connection, hands out connections in turn and "
+        "swaps every worker together. More than 1 trades memory (one model and interpreter per worker) "
+        "for throughput on light models with several clients (docs/inference.md, Serving knobs).",
+    )
     ort_intra_op_threads: int = Field(
         default=1, ge=0, le=64, description="ONNX Runtime intra-op threads per run (0: ORT's default)."
     )
@@ -195,4 +204,9 @@ class InferenceSettings(ServiceSettings):
             raise ValueError("large_decode_bytes must not exceed max_decoded_bytes")
         if self.max_body_bytes_in_flight < self.max_image_bytes:
             raise ValueError("max_body_bytes_in_flight must hold at least one body of max_image_bytes")
+        if self.workers > 1 and self.swap_mode == "preserve-memory":
+            raise ValueError(
+                "workers > 1 needs swap_mode preserve-availability: a swap across workers is prepared in "
+                "all of them beside the serving model, so none ever serves without one"
+            )
         return self

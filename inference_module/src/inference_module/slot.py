@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_shared.reported import ActiveModel, Runtime
+from inference_module.announcement import LoadRequest
 from inference_module.errors import NoModelError
 from inference_module.labels import Labels
 from inference_module.runtimes.base import Detector
@@ -37,6 +38,17 @@ class ModelIdentity:
     """Where the class names came from: the package's label file, or names embedded in the model."""
     fallback_from: str | None = None
     fallback_reason: str | None = None
+
+    def load_request(self) -> LoadRequest:
+        """What loads this same model again (a restore, or another worker's copy)."""
+        return LoadRequest(
+            version=self.version,
+            file_name=self.file_name,
+            model_path=self.model_path,
+            labels_path=self.labels_path,
+            expected_sha256=self.sha256,
+            announced_runtime=self.runtime,
+        )
 
     def active_model(self) -> ActiveModel:
         return ActiveModel(

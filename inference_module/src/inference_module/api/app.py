@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -29,6 +30,10 @@ from inference_module.service import ModelService
 from inference_module.settings import InferenceSettings
 from inference_module.slot import ModelSlot
 
+if TYPE_CHECKING:
+    from inference_module.workers.follower import FollowerLink
+    from inference_module.workers.pool import WorkerPool
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,9 +42,13 @@ def create_app(
     *,
     registry: Mapping[Runtime, DetectorFactory] | None = None,
     edgehub: EdgeHubClient | None = None,
+    peers: WorkerPool | None = None,
+    follower: FollowerLink | None = None,
 ) -> FastAPI:
-    """The inference app. `registry` replaces the runtimes and `edgehub` the Azure client (tests)."""
-    metrics = Metrics()
+    """The inference app. `registry` replaces the runtimes and `edgehub` the Azure client (tests).
+    With several workers, the leader's app gets its `peers` and each follower's app its `follower` link
+    (no edgeHub, no model of its own: the leader gives it the serving one)."""
+    metrics = Metrics(workers=settings.workers)
     slot = ModelSlot()
     service = ModelService(settings, slot, metrics, registry or default_registry())
     state = AppState(
@@ -66,10 +75,20 @@ def create_app(
             stack.callback(state.dispatcher.stop)
             stack.callback(slot.close)
             await asyncio.to_thread(warm_up_decoder)
+            if follower is not None:
+                await follower.start(service, slot, settings.load_timeout_seconds)
+                stack.push_async_callback(follower.stop)
+                yield
+                return
+            if peers is not None:
+                service.attach_peers(peers)
             link = EdgeLink(edgehub or _azure_client(), service, slot) if settings.edgehub else None
             if link is not None:
                 link.watch()  # before the first load: a refusal at start is told once connected
             await load_at_startup(service)
+            if peers is not None:
+                await peers.start(service, slot)
+                stack.push_async_callback(peers.stop)
             if link is not None:
                 await link.start()
                 stack.push_async_callback(link.stop)

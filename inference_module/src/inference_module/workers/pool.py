@@ -1,0 +1,304 @@
+"""The leader's side: starting the followers, handing out connections, and swapping all workers at once.
+
+A swap is prepared in every ready follower in turn (each builds and warms the model beside its serving
+one; the leader's memory check already counted a copy per worker), and only when all succeeded does any
+switch: the leader, then each follower. A follower that fails to prepare makes the swap fail with its
+error (the others drop what they built); one that ends or stops answering is `worker_failed`, is
+stopped, and is started again. A follower (re)joining copies the serving model under the swap lock
+before it gets a connection, so a connection never reaches a worker serving another model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference_module.announcement import LoadRequest
+from inference_module.errors import ModelError, WorkerFailedError
+from inference_module.service import ModelService
+from inference_module.settings import InferenceSettings
+from inference_module.slot import ModelSlot
+from inference_module.workers.channel import Channel, ChannelClosedError
+from inference_module.workers.handoff import Adopting, Listening, ProtocolFactory, hand
+from inference_module.workers.messages import (
+    Abort,
+    Commit,
+    Prepare,
+    Refused,
+    Reload,
+    Reply,
+    Request,
+    WireLoadRequest,
+    model_error,
+)
+
+logger = logging.getLogger(__name__)
+
+#: How long a follower may take to answer a commit or an abort (no I/O, no model work).
+_QUICK_SECONDS = 10.0
+#: Allowance on top of the load timeout for a follower's process start (imports, runtimes, app).
+_START_SECONDS = 60.0
+_RESTART_INITIAL = 1.0
+_RESTART_MAX = 30.0
+#: A follower that stayed up this long starts again after `_RESTART_INITIAL` when it next ends.
+_STABLE_SECONDS = 60.0
+_STOP_SECONDS = 15.0
+
+
+@dataclass(slots=True)
+class Follower:
+    index: int
+    process: subprocess.Popen[bytes]
+    channel: Channel
+    handoff: socket.socket
+    started: float = field(default_factory=time.monotonic)
+    ready: bool = False
+
+
+class WorkerPool:
+    """The followers of one leader (`INFERENCE_WORKERS` - 1 processes); implements the service's `Peers`."""
+
+    def __init__(self, settings: InferenceSettings, *, metrics_dir: Path | None = None) -> None:
+        self._settings = settings
+        self._metrics_dir = metrics_dir
+        self._followers: dict[int, Follower] = {}
+        self._service: ModelService | None = None
+        self._slot: ModelSlot | None = None
+        self._prepared: list[Follower] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._turn = 0
+
+    # --- Peers -----------------------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return self._settings.workers - 1
+
+    async def prepare(self, request: LoadRequest) -> None:
+        load = WireLoadRequest.of(request)
+        within = self._settings.load_timeout_seconds + _QUICK_SECONDS
+        self._prepared = []
+        for follower in [f for f in self._followers.values() if f.ready]:
+            try:
+                reply = await follower.channel.call(Prepare(load=load), within)
+            except (ChannelClosedError, TimeoutError) as exc:
+                await self.abort()
+                self._fail(follower, f"did not prepare: {type(exc).__name__}")
+                raise WorkerFailedError(
+                    f"worker {follower.index} ended or did not answer while preparing; it is started again"
+                ) from exc
+            if not reply.ok:
+                await self.abort()
+                raise reply.error()
+            self._prepared.append(follower)
+
+    async def commit(self) -> None:
+        prepared, self._prepared = self._prepared, []
+        for follower in prepared:
+            reply = await self._quick(follower, Commit())
+            if reply is None or not reply.ok:
+                # It serves the old model or none: it must not get connections until it rejoins.
+                self._fail(follower, "did not commit")
+
+    async def abort(self) -> None:
+        prepared, self._prepared = self._prepared, []
+        for follower in prepared:
+            if await self._quick(follower, Abort()) is None:
+                self._fail(follower, "did not abort")
+
+    async def _quick(self, follower: Follower, request: Request) -> Reply | None:
+        try:
+            return await follower.channel.call(request, _QUICK_SECONDS)
+        except (ChannelClosedError, TimeoutError):
+            return None
+
+    # --- life ------------------------------------------------------------------------------------------
+    async def start(self, service: ModelService, slot: ModelSlot) -> None:
+        """Start every follower; each joins (gets connections) once it serves what the leader serves."""
+        self._service, self._slot = service, slot
+        for index in range(1, self._settings.workers):
+            self._spawn_later(index, 0.0)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        followers, self._followers = list(self._followers.values()), {}
+        for follower in followers:
+            follower.ready = False
+            follower.handoff.close()  # the follower sees its leader gone and shuts down
+            await follower.channel.close()
+        await asyncio.gather(*(asyncio.to_thread(_stop_process, f.process) for f in followers))
+
+    def next_worker(self) -> Follower | None:
+        """The worker for the next connection, in turn: a ready follower, or None for the leader."""
+        members: list[Follower | None] = [None, *(f for f in self._followers.values() if f.ready)]
+        self._turn = (self._turn + 1) % len(members)
+        return members[self._turn]
+
+    def _spawn_later(self, index: int, delay: float) -> None:
+        task = asyncio.create_task(self._run_follower(index, delay), name=f"worker-{index}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_follower(self, index: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        follower = self._spawn(index)
+        self._followers[index] = follower
+        try:
+            await self._join(follower)
+        except (ModelError, ChannelClosedError, TimeoutError) as exc:
+            self._fail(follower, f"could not join: {exc}")
+        await follower.channel.closed.wait()
+        follower.ready = False
+        code = await asyncio.to_thread(_stop_process, follower.process)
+        if self._followers.get(index) is follower:
+            del self._followers[index]
+        self._forget_metrics(follower.process.pid)
+        if self._stopping:
+            return
+        up = time.monotonic() - follower.started
+        again = (
+            _RESTART_INITIAL if up >= _STABLE_SECONDS else min(max(delay * 2, _RESTART_INITIAL), _RESTART_MAX)
+        )
+        logger.error(
+            "worker process ended; starting it again",
+            extra={
+                "worker": index,
+                "exit_code": code,
+                "up_seconds": round(up, 1),
+                "restart_in_seconds": again,
+            },
+        )
+        self._spawn_later(index, again)
+
+    def _spawn(self, index: int) -> Follower:
+        assert self._service is not None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        hand_ours, hand_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ)
+        if self._metrics_dir is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self._metrics_dir)
+        command = [
+            sys.executable, "-m", "inference_module.workers.follower", "--index", str(index),
+            "--channel-fd", str(theirs.fileno()), "--handoff-fd", str(hand_theirs.fileno()),
+        ]  # fmt: skip
+        try:
+            process = subprocess.Popen(command, env=env, pass_fds=(theirs.fileno(), hand_theirs.fileno()))
+        finally:
+            theirs.close()
+            hand_theirs.close()
+        hand_ours.setblocking(False)
+        channel = Channel(ours, self._answer, name=f"worker {index}")
+        follower = Follower(index=index, process=process, channel=channel, handoff=hand_ours)
+        logger.info("worker process started", extra={"worker": index, "pid": process.pid})
+        return follower
+
+    async def _join(self, follower: Follower) -> None:
+        """Give `follower` the serving model (under the swap lock, so no swap runs meanwhile), then
+        connections."""
+        assert self._service is not None and self._slot is not None
+        await follower.channel.start()
+        async with self._service.swap_lock:
+            serving = self._slot.current
+            if serving is None:
+                reply = await follower.channel.call(
+                    Abort(), self._settings.load_timeout_seconds + _START_SECONDS
+                )
+            else:
+                load = WireLoadRequest.of(serving.identity.load_request())
+                within = self._settings.load_timeout_seconds + _START_SECONDS
+                reply = await follower.channel.call(Prepare(load=load), within)
+                if reply.ok:
+                    reply = await follower.channel.call(Commit(), _QUICK_SECONDS)
+            if not reply.ok:
+                raise reply.error()
+            follower.ready = True
+        logger.info("worker joined", extra={"worker": follower.index, "model_version": reply.version})
+
+    def _fail(self, follower: Follower, why: str) -> None:
+        """Take `follower` out of the rotation and stop it; its task starts it again."""
+        follower.ready = False
+        logger.error("worker stopped: %s", why, extra={"worker": follower.index})
+        with contextlib.suppress(ProcessLookupError):
+            follower.process.kill()
+
+    async def _answer(self, request: Request) -> Reply:
+        """A follower's request: a reload (swap every worker) or a model failing its requests."""
+        assert self._service is not None
+        if isinstance(request, Reload):
+            try:
+                identity = await self._service.load_current("reload")
+            except ModelError as exc:
+                return Reply.failed(exc)
+            return Reply(ok=True, version=identity.version)
+        if isinstance(request, Refused):
+            await self._service.tell_refused(request.version, model_error(request.code, request.message))
+            return Reply(ok=True)
+        return Reply(ok=False, code="bad_request", message=f"a follower cannot ask for {request.op}")
+
+    def _forget_metrics(self, pid: int) -> None:
+        if self._metrics_dir is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
+
+
+class LeaderConnections:
+    """The leader's source: accepts on the module's port and hands connections out in turn."""
+
+    def __init__(self, listener: socket.socket, pool: WorkerPool) -> None:
+        self._listener = listener
+        self._pool = pool
+        self._adopting = Adopting()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, create_protocol: ProtocolFactory) -> Listening:
+        self._listener.setblocking(False)
+        self._task = asyncio.create_task(self._accept(create_protocol), name="accept")
+        return self
+
+    async def _accept(self, create_protocol: ProtocolFactory) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                connection, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:  # out of descriptors, or the listener closed at shutdown
+                logger.warning("accept failed", extra={"error": str(exc)})
+                await asyncio.sleep(0.1)
+                continue
+            follower = self._pool.next_worker()
+            if follower is not None and hand(follower.handoff, connection):
+                connection.close()  # the follower holds its own descriptor now
+            else:
+                self._adopting.add(create_protocol, connection)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._listener.close()
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> int | None:
+    """Wait for a follower told to stop (its channels closed); kill it past `_STOP_SECONDS`."""
+    try:
+        return process.wait(_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(_STOP_SECONDS)
