@@ -215,3 +215,21 @@ async def test_a_follower_that_stops_answering_fails_the_swap_and_is_replaced(
         finally:
             await to_follower.aclose()
             await to_leader.aclose()
+
+
+async def test_handed_connections_keep_the_servers_limits(model_root: Path, catalog: FixtureCatalog) -> None:
+    """A connection handed to either worker still gets the guarded protocol: headers that never end are
+    answered 408 and closed, on the leader's share and the follower's alike."""
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    async with workers_module(model_root, INFERENCE_HEADER_TIMEOUT_SECONDS="0.5") as module:
+        mark = len(module.records)
+        answers = []
+        for _ in range(2):  # two connections in turn: one per worker
+            reader, writer = await asyncio.open_connection("127.0.0.1", module.port)
+            writer.write(b"POST /score HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
+            await writer.drain()
+            answers.append(await asyncio.wait_for(reader.read(), TIMEOUT))
+            writer.close()
+        assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers), answers
+        refused = [r for r in module.records[mark:] if str(r.get("msg", "")).startswith("connection refused")]
+        assert sorted(int(r.get("worker", 0)) for r in refused) == [0, 1]
