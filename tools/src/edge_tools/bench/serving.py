@@ -354,6 +354,60 @@ def measure_model(
     return figures
 
 
+@dataclass(slots=True)
+class OneCoreFigures:
+    """Throughput at concurrency 4 on one core, against the better of 1 and 2 threads in process."""
+
+    one_worker: list[float] = field(default_factory=list)
+    two_workers: list[float] = field(default_factory=list)
+
+
+def measure_one_core(
+    catalog: FixtureCatalog, model_id: str, profile: Profile, work: Path, image: bytes
+) -> OneCoreFigures:
+    """The same blocks with everything on one core: the benchmark's threads, the in-process pipeline and
+    both servers inherit this thread's CPU affinity (Linux), so a 1-core device is measured here."""
+    fixture = catalog.model(model_id)
+    root = work / f"{model_id}-one-core"
+    directory = install_fixture(root, catalog, model_id)
+    model = directory / Path(fixture.model_file).name
+    labels = None if fixture.labels_file is None else directory / Path(fixture.labels_file).name
+    figures = OneCoreFigures()
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(previous)})
+    local = InProcess(model, labels, fixture.runtime)
+    try:
+        with (
+            InferenceProcess(
+                root, work / f"{model_id}-one-core.log", env={"INFERENCE_PIPELINE_THREADS": "1"}
+            ) as one,
+            InferenceProcess(root, work / f"{model_id}-one-core-workers.log", env=WORKERS_ENV) as two,
+        ):
+            sides = {"one": [Served(one.port) for _ in range(CONCURRENCY)],
+                     "two": [Served(two.port) for _ in range(CONCURRENCY)]}  # fmt: skip
+            try:
+                for _ in range(profile.rounds):
+                    best = max(
+                        run_block([local.score] * n, image, profile.concurrent_requests).rate for n in (1, 2)
+                    )
+                    rates = {
+                        name: _clients_block(clients, image, profile.concurrent_requests, time.process_time)[
+                            0
+                        ].rate
+                        for name, clients in sides.items()
+                    }
+                    figures.one_worker.append(rates["one"] / best)
+                    figures.two_workers.append(rates["two"] / best)
+            finally:
+                for clients in sides.values():
+                    for client in clients:
+                        client.close()
+    finally:
+        local.close()
+        os.sched_setaffinity(0, previous)
+    return figures
+
+
 def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
     section = SectionResult(
         key="serving",
@@ -368,7 +422,9 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
             f"of 2 and {CONCURRENCY} threads. Bare FastAPI: a textbook endpoint doing the same work under "
             "the same uvicorn. `INFERENCE_WORKERS=2`: the module as two worker processes with one pipeline "
             "thread each (the leader hands connections out in turn), in its own block at concurrency "
-            f"{CONCURRENCY}, its CPU counting both processes. Reference architecture: a new session and a "
+            f"{CONCURRENCY}, its CPU counting both processes; on one core (`tiny-yolo-1`, everything pinned "
+            "to one CPU): one worker with one thread and `INFERENCE_WORKERS=2` against the better of 1 and 2 "
+            "threads in process. Reference architecture: a new session and a "
             "label-file read per request "
             "(our loader warms each new session once, so the row includes one extra run). Peers (on "
             f"{', '.join(f'`{m}`' for m in PEER_MODELS)}): LitServe {PEER_PACKAGES[0].split('==')[1]} "
@@ -511,4 +567,12 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
                 tput.median >= 0.95,
                 throughput_cause,
             )  # fmt: skip
+    if "tiny-yolo-1" in known:
+        logger.info("serving overhead: tiny-yolo-1 on one core")
+        one_core = measure_one_core(catalog, "tiny-yolo-1", profile, work, image)
+        name = "`tiny-yolo-1` on one core (everything pinned to one CPU)"
+        section.figure(f"{name}: 1 worker, 1 pipeline thread / in-process throughput, c={CONCURRENCY}", "×",
+                       one_core.one_worker, 3)  # fmt: skip
+        section.figure(f"{name}: `INFERENCE_WORKERS=2` / in-process throughput, c={CONCURRENCY}", "×",
+                       one_core.two_workers, 3)  # fmt: skip
     return section
