@@ -233,3 +233,47 @@ async def test_handed_connections_keep_the_servers_limits(model_root: Path, cata
         assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers), answers
         refused = [r for r in module.records[mark:] if str(r.get("msg", "")).startswith("connection refused")]
         assert sorted(int(r.get("worker", 0)) for r in refused) == [0, 1]
+
+
+async def test_swaps_across_workers_under_load_fail_no_request(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    """Four clients (two per worker) post without pause while the model is swapped back and forth through
+    reloads on either worker: every answer is a 200, both versions answered, both workers served."""
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
+    image = catalog.path(catalog.image("one-square-jpeg").file).read_bytes()
+    async with workers_module(model_root) as module:
+        clients = [module.client() for _ in range(4)]
+        statuses: list[int] = []
+        versions: set[str] = set()
+        done = asyncio.Event()
+
+        async def post(client: httpx.AsyncClient) -> None:
+            for _ in range(2000):  # bounded; ends when the swaps are done
+                if done.is_set():
+                    return
+                answer = await client.post("/score", content=image, headers={"content-type": "image/jpeg"})
+                statuses.append(answer.status_code)
+                if answer.status_code == 200:
+                    versions.add(answer.json()["model"]["version"])
+
+        reloaders = [module.client() for _ in range(2)]
+        try:
+            for client in [*clients, *reloaders]:
+                assert (await client.get("/health/ready")).status_code == 200  # connections in turn
+            load = [asyncio.create_task(post(client)) for client in clients]
+            for swap in range(6):
+                version = ("v2", "v1")[swap % 2]
+                (model_root / "current").write_text(version + "\n")
+                reload = await reloaders[swap % 2].post("/model/reload")  # follower and leader in turn
+                assert reload.status_code == 200 and reload.json()["version"] == version, reload.text
+            done.set()
+            await asyncio.wait_for(asyncio.gather(*load), TIMEOUT)
+            assert statuses and set(statuses) == {200}, sorted(set(statuses))
+            assert versions == {"v1", "v2"}
+            assert sorted(set(served_by(module, "/score"))) == [0, 1]
+            assert sorted(served_by(module, "/model/reload")) == [0, 0, 0, 1, 1, 1]
+        finally:
+            for client in [*clients, *reloaders]:
+                await client.aclose()
