@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import httpx
 import pytest
 
 from edge_tools.fixtures import FixtureCatalog
+from inference_module.settings import InferenceSettings
+from inference_module.workers.leader import run_leader
 from tests.inference.helpers import install_model, module_env
 
 pytestmark = pytest.mark.integration
@@ -277,3 +280,36 @@ async def test_swaps_across_workers_under_load_fail_no_request(
         finally:
             for client in [*clients, *reloaders]:
                 await client.aclose()
+
+
+async def test_a_hung_follower_is_found_by_its_pings_and_replaced(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    async with workers_module(model_root, INFERENCE_WORKER_PING_SECONDS="0.5") as module:
+        hung = await module.follower_pid()
+        mark = len(module.records)
+        os.kill(hung, signal.SIGSTOP)
+        stopped = await module.wait_for(
+            lambda r: str(r.get("msg", "")).startswith("worker stopped"), after=mark
+        )
+        assert "ping" in stopped["msg"]
+        replacement = await module.follower_pid(after=mark)
+        assert replacement != hung and not _alive(hung)
+        async with module.client() as a, module.client() as b:
+            for client in (a, b):
+                assert (await client.get("/model")).json()["version"] == "v1"
+        assert sorted(served_by(module, "/model")[-2:]) == [0, 1]
+
+
+def test_several_workers_without_a_writable_temporary_directory_stop_with_a_clear_error(
+    model_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_room(prefix: str) -> str:
+        raise OSError(28, f"No space left on device for {prefix}")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_room)
+    settings = InferenceSettings(model_root=model_root, edgehub=False, workers=2)
+    assert run_leader(settings) == 1
+    assert "writable temporary directory" in caplog.text and "No space left" in caplog.text
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ

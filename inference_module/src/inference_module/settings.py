@@ -126,6 +126,14 @@ class InferenceSettings(ServiceSettings):
         "swaps every worker together. More than 1 trades memory (one model and interpreter per worker) "
         "for throughput on light models with several clients (docs/inference.md, Serving knobs).",
     )
+    worker_ping_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="With several workers, how often the leader checks that each follower answers; one "
+        "that does not answer within this time is replaced (its connections are lost, no new ones reach "
+        "it). 5 s: a hung worker costs its share of new connections for at most about 10 s.",
+    )
     ort_intra_op_threads: int = Field(
         default=1, ge=0, le=64, description="ONNX Runtime intra-op threads per run (0: ORT's default)."
     )

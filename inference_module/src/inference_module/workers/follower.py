@@ -25,7 +25,7 @@ from inference_module.settings import InferenceSettings
 from inference_module.slot import LoadedModel, ModelIdentity, ModelSlot
 from inference_module.workers.channel import Channel, ChannelClosedError
 from inference_module.workers.handoff import HandedConnections, HandedServer
-from inference_module.workers.messages import Abort, Commit, Prepare, Refused, Reload, Reply, Request
+from inference_module.workers.messages import Abort, Commit, Ping, Prepare, Refused, Reload, Reply, Request
 
 logger = logging.getLogger("inference_module")
 
@@ -98,6 +98,8 @@ class FollowerLink:
             return Reply(ok=True, version=prepared.identity.version)
         if isinstance(request, Abort):
             self._drop_prepared()
+            return Reply(ok=True)
+        if isinstance(request, Ping):
             return Reply(ok=True)
         return Reply(ok=False, code="bad_request", message=f"the leader cannot ask for {request.op}")
 

@@ -16,7 +16,14 @@ logger = logging.getLogger("inference_module")
 
 def run_leader(settings: InferenceSettings) -> int:
     """Serve with `settings.workers` processes until stopped (SIGTERM/SIGINT, as with one)."""
-    metrics_dir = Path(tempfile.mkdtemp(prefix="inference-metrics-"))
+    try:
+        metrics_dir = Path(tempfile.mkdtemp(prefix="inference-metrics-"))
+    except OSError as exc:
+        logger.error(
+            "several workers need a writable temporary directory for their shared metrics (TMPDIR): %s",
+            exc,
+        )
+        return 1
     # Read by prometheus_client when first imported, here and in every follower: metrics of all workers
     # are summed on every worker's /metrics.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)

@@ -70,6 +70,13 @@ class Abort(BaseModel):
     op: Literal["abort"] = "abort"
 
 
+class Ping(BaseModel):
+    """Leader → follower: answer if your event loop is alive (a hung follower is replaced)."""
+
+    model_config = _STRICT
+    op: Literal["ping"] = "ping"
+
+
 class Reload(BaseModel):
     """Follower → leader: `POST /model/reload` arrived here; swap every worker to what `current` names."""
 
@@ -87,7 +94,7 @@ class Refused(BaseModel):
     message: str = Field(max_length=512)
 
 
-Request = Annotated[Prepare | Commit | Abort | Reload | Refused, Field(discriminator="op")]
+Request = Annotated[Prepare | Commit | Abort | Ping | Reload | Refused, Field(discriminator="op")]
 
 
 class Reply(BaseModel):

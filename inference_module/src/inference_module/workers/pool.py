@@ -31,6 +31,7 @@ from inference_module.workers.handoff import Adopting, Listening, ProtocolFactor
 from inference_module.workers.messages import (
     Abort,
     Commit,
+    Ping,
     Prepare,
     Refused,
     Reload,
@@ -159,7 +160,9 @@ class WorkerPool:
         try:
             await self._join(follower)
         except (ModelError, ChannelClosedError, TimeoutError) as exc:
-            self._fail(follower, f"could not join: {exc}")
+            self._fail(follower, f"could not join: {type(exc).__name__} {exc}")
+        else:
+            await self._watch(follower)
         await follower.channel.closed.wait()
         follower.ready = False
         code = await asyncio.to_thread(_stop_process, follower.process)
@@ -226,6 +229,20 @@ class WorkerPool:
                 raise reply.error()
             follower.ready = True
         logger.info("worker joined", extra={"worker": follower.index, "model_version": reply.version})
+
+    async def _watch(self, follower: Follower) -> None:
+        """Ping `follower` every `worker_ping_seconds`; one that does not answer within that time (its
+        event loop hung, or it was stopped) is replaced, so its share of connections is not lost."""
+        interval = self._settings.worker_ping_seconds
+        while not follower.channel.closed.is_set():
+            await asyncio.sleep(interval)
+            try:
+                await follower.channel.call(Ping(), interval)
+            except TimeoutError:
+                self._fail(follower, f"no answer to a ping within {interval:g} s")
+                return
+            except ChannelClosedError:
+                return
 
     def _fail(self, follower: Follower, why: str) -> None:
         """Take `follower` out of the rotation and stop it; its task starts it again."""
