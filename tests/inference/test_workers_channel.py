@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import pytest
 
+from inference_module.announcement import LoadRequest
 from inference_module.workers.channel import MAX_LINE, Channel, ChannelClosedError
-from inference_module.workers.messages import Abort, Reload, Reply, Request
+from inference_module.workers.messages import (
+    ENVELOPE,
+    Abort,
+    Envelope,
+    Prepare,
+    Reload,
+    Reply,
+    Request,
+    WireLoadRequest,
+)
 
 
 async def agree(_: Request) -> Reply:
@@ -73,3 +84,14 @@ async def test_a_peer_that_never_answers_times_out() -> None:
     finally:
         theirs.close()
         await channel.close()
+
+
+def test_a_load_request_crosses_with_its_empty_fields() -> None:
+    """Embedded labels (no label file) and a reference loader's message (no SHA-256) leave fields empty:
+    a follower must read them back, not refuse the line."""
+    request = LoadRequest("v1", "v1.zip", Path("/models/models/v1/m.onnx"), None, expected_sha256=None)
+    line = Envelope(id=3, request=Prepare(load=WireLoadRequest.of(request))).model_dump_json(
+        exclude_none=True
+    )
+    parsed = ENVELOPE.validate_json(line)
+    assert isinstance(parsed.request, Prepare) and parsed.request.load.request() == request

@@ -118,7 +118,8 @@ class HandedConnections:
                 data, fds, _flags, _address = socket.recv_fds(self._channel, 16, 4)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as exc:
+                logger.error("the connection hand-off channel broke", extra={"error": str(exc)})
                 data, fds = b"", []
             for fd in fds:
                 self._adopting.add(self._create_protocol, socket.socket(fileno=fd))

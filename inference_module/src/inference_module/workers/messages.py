@@ -22,8 +22,8 @@ class WireLoadRequest(BaseModel):
     version: str = Field(max_length=128)
     file_name: str = Field(max_length=256)
     model_path: Path
-    labels_path: Path | None
-    expected_sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$")
+    labels_path: Path | None = None
+    expected_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     announced_runtime: Runtime | None = None
 
     @classmethod

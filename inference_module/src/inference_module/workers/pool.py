@@ -77,6 +77,7 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._turn = 0
+        self._joined = asyncio.Condition()
 
     # --- Peers -----------------------------------------------------------------------------------------
     @property
@@ -87,7 +88,7 @@ class WorkerPool:
         load = WireLoadRequest.of(request)
         within = self._settings.load_timeout_seconds + _QUICK_SECONDS
         self._prepared = []
-        for follower in [f for f in self._followers.values() if f.ready]:
+        for follower in self.ready:
             try:
                 reply = await follower.channel.call(Prepare(load=load), within)
             except (ChannelClosedError, TimeoutError) as exc:
@@ -144,7 +145,7 @@ class WorkerPool:
 
     def next_worker(self) -> Follower | None:
         """The worker for the next connection, in turn: a ready follower, or None for the leader."""
-        members: list[Follower | None] = [None, *(f for f in self._followers.values() if f.ready)]
+        members: list[Follower | None] = [None, *self.ready]
         self._turn = (self._turn + 1) % len(members)
         return members[self._turn]
 
@@ -165,6 +166,8 @@ class WorkerPool:
             await self._watch(follower)
         await follower.channel.closed.wait()
         follower.ready = False
+        follower.handoff.close()
+        await follower.channel.close()
         code = await asyncio.to_thread(_stop_process, follower.process)
         if self._followers.get(index) is follower:
             del self._followers[index]
@@ -229,6 +232,19 @@ class WorkerPool:
                 raise reply.error()
             follower.ready = True
         logger.info("worker joined", extra={"worker": follower.index, "model_version": reply.version})
+        async with self._joined:
+            self._joined.notify_all()
+
+    @property
+    def ready(self) -> list[Follower]:
+        """The followers getting connections now."""
+        return [f for f in self._followers.values() if f.ready and not f.channel.closed.is_set()]
+
+    async def wait_ready(self, count: int) -> list[Follower]:
+        """Wait until `count` followers get connections (callers bound the wait with a timeout)."""
+        async with self._joined:
+            await self._joined.wait_for(lambda: len(self.ready) >= count)
+        return self.ready
 
     async def _watch(self, follower: Follower) -> None:
         """Ping `follower` every `worker_ping_seconds`; one that does not answer within that time (its

@@ -1,0 +1,105 @@
+"""The leader's pool in this process, with real follower processes: joining with the serving model,
+swaps committed in both, a follower's own refusal failing the swap, a killed follower replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from edge_tools.fixtures import FixtureCatalog
+from inference_module.announcement import LoadRequest
+from inference_module.errors import ModelLoadError
+from inference_module.metrics import Metrics
+from inference_module.runtimes import default_registry
+from inference_module.service import ModelService
+from inference_module.settings import InferenceSettings
+from inference_module.slot import ModelSlot
+from inference_module.workers.handoff import hand
+from inference_module.workers.pool import Follower, WorkerPool
+from tests.inference.helpers import install_model
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 60.0
+
+
+@asynccontextmanager
+async def leader(root: Path) -> AsyncIterator[tuple[ModelService, WorkerPool]]:
+    settings = InferenceSettings(
+        model_root=root, edgehub=False, workers=2, pipeline_threads=1, worker_ping_seconds=1.0
+    )
+    slot = ModelSlot()
+    service = ModelService(settings, slot, Metrics(), default_registry())
+    pool = WorkerPool(settings)
+    service.attach_peers(pool)
+    await service.load_current("startup")
+    await pool.start(service, slot)
+    try:
+        yield service, pool
+    finally:
+        await asyncio.wait_for(pool.stop(), TIMEOUT)
+        slot.close()
+
+
+async def ask(follower: Follower, path: str) -> dict[str, object]:
+    """`GET path` on a connection handed to `follower`, as the leader hands a client's connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+        accepted, _ = await asyncio.to_thread(listener.accept)
+        with accepted:
+            assert hand(follower.handoff, accepted)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(), TIMEOUT)
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer[:200]
+    result: dict[str, object] = json.loads(body)
+    return result
+
+
+async def test_a_follower_joins_swaps_with_the_leader_and_refuses_what_it_cannot_load(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    async with leader(model_root) as (service, pool):
+        (follower,) = await asyncio.wait_for(pool.wait_ready(1), TIMEOUT)
+        assert (await ask(follower, "/model"))["version"] == "v1"  # joined with the serving model
+
+        install_model(model_root, catalog, "tiny-yolo-2", version="v2")
+        assert (await service.load_current("reload")).version == "v2"
+        assert (await ask(follower, "/model"))["version"] == "v2"
+
+        # A model only the follower is asked to build, and cannot: its own error comes back.
+        broken = model_root / "models" / "v3"
+        shutil.copytree(model_root / "models" / "v2", broken)
+        model_file = next(p for p in broken.iterdir() if p.suffix == ".onnx")
+        model_file.write_bytes(b"not a model")
+        request = LoadRequest("v3", "v3.zip", model_file, None, expected_sha256=None)
+        with pytest.raises(ModelLoadError):
+            await pool.prepare(request)
+        assert (await ask(follower, "/model"))["version"] == "v2"  # nothing switched
+        await pool.commit()  # nothing prepared is left to commit: a no-op, still v2
+        assert (await ask(follower, "/model"))["version"] == "v2"
+
+
+async def test_a_killed_follower_is_replaced_and_the_pool_stops_its_processes(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    async with leader(model_root) as (_, pool):
+        (first,) = await asyncio.wait_for(pool.wait_ready(1), TIMEOUT)
+        os.kill(first.process.pid, signal.SIGKILL)
+        await asyncio.wait_for(first.channel.closed.wait(), TIMEOUT)
+        assert pool.ready == [] and pool.next_worker() is None  # the leader takes every connection meanwhile
+        (second,) = await asyncio.wait_for(pool.wait_ready(1), TIMEOUT)
+        assert second.process.pid != first.process.pid  # a dead follower is never ready
+        assert (await ask(second, "/model"))["version"] == "v1"
+    assert second.process.returncode is not None  # stopped with the pool
