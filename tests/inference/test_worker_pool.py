@@ -17,12 +17,20 @@ import pytest
 
 from edge_tools.fixtures import FixtureCatalog
 from inference_module.announcement import LoadRequest
-from inference_module.errors import ModelLoadError
+from inference_module.errors import (
+    FailingModelError,
+    InferenceError,
+    ModelLoadError,
+    NoCurrentModelError,
+    WorkerFailedError,
+)
 from inference_module.metrics import Metrics
 from inference_module.runtimes import default_registry
 from inference_module.service import ModelService
 from inference_module.settings import InferenceSettings
 from inference_module.slot import ModelSlot
+from inference_module.workers.channel import Channel
+from inference_module.workers.follower import FollowerLink
 from inference_module.workers.handoff import hand
 from inference_module.workers.pool import Follower, WorkerPool
 from tests.inference.helpers import install_model
@@ -103,3 +111,46 @@ async def test_a_killed_follower_is_replaced_and_the_pool_stops_its_processes(
         assert second.process.pid != first.process.pid  # a dead follower is never ready
         assert (await ask(second, "/model"))["version"] == "v1"
     assert second.process.returncode is not None  # stopped with the pool
+
+
+async def test_a_follower_tells_the_leader_of_its_failing_model_and_forwards_reloads(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    """The follower's half (`FollowerLink`) against the leader's (`WorkerPool.answer`) over a real
+    socket pair: a model failing its requests in the follower reaches the leader's refused listeners
+    (then edgeHub), and a reload asked in the follower swaps through the leader."""
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    settings = InferenceSettings(model_root=model_root, edgehub=False, workers=1)
+    leader_slot, follower_slot = ModelSlot(), ModelSlot()
+    leader_service = ModelService(settings, leader_slot, Metrics(), default_registry())
+    follower_service = ModelService(settings, follower_slot, Metrics(), default_registry())
+    pool = WorkerPool(settings)
+    await pool.start(leader_service, leader_slot)  # workers=1: no processes, only the answers
+    told: list[tuple[str, str]] = []
+
+    async def refused(version: str, exc: InferenceError) -> None:
+        told.append((version, exc.code))
+
+    leader_service.add_refused_listener(refused)
+    ours, theirs = socket.socketpair()
+    leader_end = Channel(ours, pool.answer, name="follower")
+    link = FollowerLink(theirs, index=1)
+    await leader_end.start()
+    await link.start(follower_service, follower_slot, settings.load_timeout_seconds)
+    try:
+        await link.refused("v1", FailingModelError("the model failed 5 requests in a row"))
+        assert told == [("v1", "failing_requests")]
+        # A reload asked in the follower: the leader swaps (it has no peers here, so the follower's own
+        # slot stays empty and the follower says so instead of answering with a model it does not serve).
+        with pytest.raises(WorkerFailedError, match="serves no model"):
+            await follower_service.load_current("reload")
+        assert leader_slot.current is not None and leader_slot.current.identity.version == "v1"
+        (model_root / "current").unlink()
+        with pytest.raises(NoCurrentModelError):  # the leader's refusal comes back as its own class
+            await follower_service.load_current("reload")
+    finally:
+        await link.stop()
+        await leader_end.close()
+        await pool.stop()
+        leader_slot.close()
+        follower_slot.close()

@@ -206,7 +206,7 @@ class WorkerPool:
             theirs.close()
             hand_theirs.close()
         hand_ours.setblocking(False)
-        channel = Channel(ours, self._answer, name=f"worker {index}")
+        channel = Channel(ours, self.answer, name=f"worker {index}")
         follower = Follower(index=index, process=process, channel=channel, handoff=hand_ours)
         logger.info("worker process started", extra={"worker": index, "pid": process.pid})
         return follower
@@ -267,7 +267,7 @@ class WorkerPool:
         with contextlib.suppress(ProcessLookupError):
             follower.process.kill()
 
-    async def _answer(self, request: Request) -> Reply:
+    async def answer(self, request: Request) -> Reply:
         """A follower's request: a reload (swap every worker) or a model failing its requests."""
         assert self._service is not None
         if isinstance(request, Reload):
