@@ -112,7 +112,7 @@ async def test_reported_progress_is_never_ahead_of_the_bytes_on_the_volume(
     part = tmp_path / "a.part"
     write = Downloader._write
 
-    def slow_write(self: Downloader, partial: Any, block: bytes) -> None:
+    def slow_write(self: Downloader, partial: Any, block: memoryview) -> None:
         time.sleep(0.05)  # a slow volume: the write is still running when the next report goes out
         write(self, partial, block)
 

@@ -211,7 +211,7 @@ async def test_retry_after_is_honoured(tmp_path: Path, value: str) -> None:
 async def test_volume_filling_up_while_downloading_is_disk_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(self: object, data: bytes) -> None:
+    def full(self: object, data: memoryview) -> None:
         del self, data
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -231,14 +231,14 @@ async def test_after_a_failed_block_no_later_block_is_written(
     third_handed_over = threading.Event()
     append, hash_md5 = _Partial.append, _Partial.hash_md5
 
-    def failing_second(self: _Partial, block: bytes) -> None:
+    def failing_second(self: _Partial, block: memoryview) -> None:
         appended.append(len(block))
         if len(appended) == 2:
             assert third_handed_over.wait(30), "the third block never reached the threads"
             raise OSError(errno.EIO, "Input/output error")
         append(self, block)
 
-    def watching(self: _Partial, block: bytes) -> None:
+    def watching(self: _Partial, block: memoryview) -> None:
         hash_md5(self, block)
         if len(block) == 4 * mib:
             third_handed_over.set()
@@ -259,3 +259,42 @@ async def test_after_a_failed_block_no_later_block_is_written(
             )
     assert appended == [mib, 2 * mib]
     assert part.read_bytes() == data[:mib]
+
+
+async def test_a_chunk_larger_than_a_block_is_split_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transports may hand over any size: one chunk of 9 MiB + 5 bytes fills a 1 MiB block, a 2 MiB
+    one and a 4 MiB one, then part of the next; the file and both digests are still the blob's."""
+    mib = 1024 * 1024
+    data = os.urandom(9 * mib + 5)
+    blocks: list[int] = []
+    hash_md5 = _Partial.hash_md5
+
+    def counting(self: _Partial, block: memoryview) -> None:
+        blocks.append(len(block))
+        hash_md5(self, block)
+
+    monkeypatch.setattr(_Partial, "hash_md5", counting)
+
+    class _OneChunk(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield data
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        del request
+        return httpx.Response(
+            200, stream=_OneChunk(), headers={"etag": '"e1"', "content-length": str(len(data))}
+        )
+
+    part = tmp_path / "a.part"
+    limits = DownloadLimits(
+        max_bytes=16 << 20, min_free_bytes=0, attempts=1, backoff_initial=0, backoff_max=0, backoff_jitter=0
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        result = await Downloader(client, limits).fetch(
+            lambda: "https://blob.example/m.zip?sig=x", part, expected_size=len(data), on_progress=_nothing
+        )
+    assert blocks == [mib, 2 * mib, 4 * mib, 2 * mib + 5]
+    assert part.read_bytes() == data
+    assert (result.md5, result.sha256) == (hashlib.md5(data).digest(), hashlib.sha256(data).digest())

@@ -98,28 +98,56 @@ class _Received:
 
 
 class _Blocks:
-    """Blocks written + SHA-256'd on one thread and MD5'd on another, each in arrival order, at most
-    `depth` blocks in flight: the network read goes on while the disk or a digest catches up."""
+    """Received bytes gathered into preallocated blocks, each written + SHA-256'd on one thread and
+    MD5'd on another, in arrival order, at most `depth` blocks in flight: the network read goes on while
+    the disk or a digest catches up. The `depth + 1` buffers are reused for the whole attempt, so a
+    block costs one copy into a warm buffer (no allocation, no page faults) and memory is fixed."""
 
-    def __init__(self, write: Callable[[bytes], None], md5: Callable[[bytes], None], depth: int) -> None:
+    def __init__(
+        self, write: Callable[[memoryview], None], md5: Callable[[memoryview], None], depth: int
+    ) -> None:
         self._steps = (
             (ThreadPoolExecutor(1, thread_name_prefix="download-write"), write),
             (ThreadPoolExecutor(1, thread_name_prefix="download-md5"), md5),
         )
         self._depth = depth
-        self._pending: deque[asyncio.Future[list[None]]] = deque()
+        self._spare = [memoryview(bytearray(BLOCK_BYTES)) for _ in range(depth)]
+        self._block = memoryview(bytearray(BLOCK_BYTES))
+        #: Bytes gathered in `_block`, not yet handed over.
+        self.held = 0
+        self._pending: deque[tuple[asyncio.Future[list[None]], memoryview]] = deque()
 
-    async def put(self, block: bytes) -> None:
-        while len(self._pending) >= self._depth:
-            await self._pending.popleft()
+    def gather(self, chunk: bytes | memoryview, size: int) -> int:
+        """Copy as much of `chunk` as fits into the current block of `size` bytes; how much that was."""
+        taken = min(len(chunk), min(size, len(self._block)) - self.held)
+        self._block[self.held : self.held + taken] = chunk if taken == len(chunk) else chunk[:taken]
+        self.held += taken
+        return taken
+
+    async def put(self) -> None:
+        """Hand the gathered bytes to both threads and start an empty block, waiting for a free buffer
+        if `depth` blocks are in flight; raises an earlier block's failure (then nothing more may be
+        gathered: the failed block's buffer is not reused)."""
         loop = asyncio.get_running_loop()
-        self._pending.append(
-            asyncio.gather(*(loop.run_in_executor(pool, step, block) for pool, step in self._steps))
-        )
+        block = self._block[: self.held]
+        steps = (loop.run_in_executor(pool, step, block) for pool, step in self._steps)
+        self._pending.append((asyncio.gather(*steps), self._block))
+        self.held = 0
+        if not self._spare:
+            done, buffer = self._pending[0]
+            try:
+                # Shielded: if this task is cancelled, the block stays pending and `drain` waits for it.
+                await asyncio.shield(done)
+            finally:
+                if done.done():
+                    self._pending.popleft()
+                    self._spare.append(buffer)  # both threads are done with it
+        self._block = self._spare.pop()
 
     async def drain(self) -> None:
         """Wait for every block handed over; then raise the first failure, if any."""
-        results = await asyncio.gather(*self._pending, return_exceptions=True)
+        results = await asyncio.gather(*(done for done, _ in self._pending), return_exceptions=True)
+        self._spare.extend(buffer for _, buffer in self._pending)
         self._pending.clear()
         for result in results:
             if isinstance(result, BaseException):
@@ -187,7 +215,7 @@ class _Partial:
         self._handle = self.path.open("ab")
         self.write_failed = False
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: memoryview) -> None:
         """Write `data` and fold it into SHA-256; MD5 is `hash_md5`'s, run beside it in another thread."""
         assert self._handle is not None
         self._handle.write(data)
@@ -195,7 +223,7 @@ class _Partial:
         self._sha256.update(data)
         self.offset += len(data)
 
-    def hash_md5(self, data: bytes) -> None:
+    def hash_md5(self, data: memoryview) -> None:
         # A failed `append` ends the download (never retried in this call), and a later call
         # re-hashes the part from disk, so an MD5 ahead of the file is never used.
         self._md5.update(data)
@@ -332,11 +360,10 @@ class Downloader:
             async with self._open(url, headers) as response:
                 await self._accept(response, partial, expected_size)
                 await asyncio.to_thread(partial.open)
-                # Chunks are kept as they arrive and joined once per block (one copy); blocks are
+                # Chunks are copied into preallocated blocks as they arrive (one copy); blocks are
                 # hashed and written in two threads while the next ones arrive (hashlib releases the
                 # GIL), so hashing costs little throughput; blocks stay in order.
-                chunks: list[bytes] = []
-                held, size = 0, FLUSH_BYTES
+                size = FLUSH_BYTES
                 start = position = partial.offset  # bytes written, being written and held
                 # The smallest bound; past it `overflow_error` says which one was crossed.
                 bound = min(
@@ -359,25 +386,26 @@ class Downloader:
                             )
                             if overflow is not None:
                                 raise overflow
-                        chunks.append(chunk)
-                        held += len(chunk)
-                        # Flush a full block, or whatever arrived within FLUSH_SECONDS: on a slow link
-                        # progress still moves and a cut loses seconds of data, not a whole block.
-                        if held >= size or loop.time() >= flush_at:
-                            await blocks.put(b"".join(chunks))  # raises an earlier block's failure
-                            chunks.clear()
-                            held = 0
-                            size = min(2 * size, BLOCK_BYTES)
-                            flush_at = loop.time() + FLUSH_SECONDS
-                            # What is on the volume, not what arrived: blocks still with the writer
-                            # are reported at a later flush, so a crash never loses reported bytes.
-                            await on_progress(partial.offset, partial.total, attempt)
+                        taken = 0
+                        while True:  # more than once when the chunk is larger than the block's room
+                            taken += blocks.gather(memoryview(chunk)[taken:] if taken else chunk, size)
+                            # Flush a full block, or whatever arrived within FLUSH_SECONDS: on a slow
+                            # link progress still moves and a cut loses seconds of data, not a block.
+                            if blocks.held >= size or (blocks.held and loop.time() >= flush_at):
+                                await blocks.put()  # raises an earlier block's failure
+                                size = min(2 * size, BLOCK_BYTES)
+                                flush_at = loop.time() + FLUSH_SECONDS
+                                # What is on the volume, not what arrived: blocks still with the writer
+                                # are reported at a later flush, so a crash never loses reported bytes.
+                                await on_progress(partial.offset, partial.total, attempt)
+                            if taken == len(chunk):
+                                break
                 finally:
                     received.bytes += position - start
                     try:
                         # Bytes that arrived before a cut are a valid prefix: keep them for the resume.
-                        if chunks and not partial.write_failed:
-                            await blocks.put(b"".join(chunks))
+                        if blocks.held and not partial.write_failed:
+                            await blocks.put()
                         await blocks.drain()
                     finally:
                         blocks.close()
@@ -441,7 +469,7 @@ class Downloader:
         else:
             partial.etag, partial.total = None, total
 
-    def _write(self, partial: _Partial, block: bytes) -> None:
+    def _write(self, partial: _Partial, block: memoryview) -> None:
         """Append `block` unless that would take the volume below the free-space floor (blocking).
         After a failed block nothing more is written: the file stays a valid prefix for a resume."""
         if partial.write_failed:
