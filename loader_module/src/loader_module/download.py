@@ -112,7 +112,6 @@ class _Blocks:
             (ThreadPoolExecutor(1, thread_name_prefix="download-write"), write),
             (ThreadPoolExecutor(1, thread_name_prefix="download-md5"), md5),
         )
-        self._depth = depth
         self._spare = [memoryview(bytearray(BLOCK_BYTES)) for _ in range(depth)]
         self._block = memoryview(bytearray(BLOCK_BYTES))
         #: Bytes gathered in `_block`, not yet handed over.
@@ -128,8 +127,8 @@ class _Blocks:
 
     async def put(self) -> None:
         """Hand the gathered bytes to both threads and start an empty block, waiting for a free buffer
-        if `depth` blocks are in flight; raises an earlier block's failure (then nothing more may be
-        gathered: the failed block's buffer is not reused)."""
+        if `depth` blocks are in flight. Raises an earlier block's failure, which ends the attempt:
+        nothing more is gathered (the current buffer is then still the one just handed over)."""
         loop = asyncio.get_running_loop()
         block = self._block[: self.held]
         steps = (loop.run_in_executor(pool, step, block) for pool, step in self._steps)
