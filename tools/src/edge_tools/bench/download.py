@@ -158,7 +158,8 @@ def run(profile: Profile, work: Path) -> SectionResult:
         f"{writing.median:.0f} MiB/s), more than plain httpx's whole transfer, while the loader's event "
         f"loop (TLS, HTTP, copying into blocks) used {l_loop.median:.2f} ms. The loader keeps pace only by "
         f"running the rest beside the transfer on the second core, the core Azurite (Node.js) also needs "
-        f"and other jobs take (1-min load average {os.getloadavg()[0]:.1f}); MD5, one serial chain, runs "
+        f"and other jobs take (1-min load average {os.getloadavg()[0]:.1f}; on a busy machine Linux gives "
+        f"each session an equal share, so the ratio tends to the CPU ratio); MD5, one serial chain, runs "
         f"at {md5.median:.0f} MiB/s on one core. Plain httpx {statistics.median(plain_rates):.0f} vs "
         f"loader {statistics.median(loader_rates):.0f} MiB/s"
     )  # fmt: skip
