@@ -13,6 +13,7 @@ import pytest
 from edge_shared.repository import ModelRepository
 from edge_tools.bench.hostile_models import declared_input_onnx
 from edge_tools.fixtures import FixtureCatalog
+from inference_module import service as service_module
 from inference_module.announcement import parse_announcement
 from inference_module.errors import (
     ChecksumMismatchError,
@@ -429,3 +430,17 @@ async def test_a_tiny_model_declaring_a_huge_input_is_refused_without_allocating
     assert slot.current is None
     assert before is not None and after is not None
     assert after - before < 256 * 1024 * 1024  # the 1.2 GB tensor was never allocated
+
+
+async def test_a_build_gives_freed_memory_back_before_and_after_even_when_it_fails(
+    model_root: Path, catalog: FixtureCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    trims: list[int] = []
+    monkeypatch.setattr(service_module, "give_back_memory", lambda: trims.append(threading.get_native_id()))
+    service, _, _ = make_service(model_root, GatedFactory(fail_next=True))
+    with pytest.raises(ModelLoadError):
+        await service.load_current("startup")
+    assert len(trims) == 2 and threading.get_native_id() not in trims  # on the build thread, not the loop
+    await service.load_current("startup")
+    assert len(trims) == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from inference_module.errors import (
 )
 from inference_module.files import open_regular, require_regular
 from inference_module.labels import load_labels, model_labels
-from inference_module.memory import available_memory_bytes, rss_bytes
+from inference_module.memory import available_memory_bytes, give_back_memory, rss_bytes
 from inference_module.metrics import Metrics
 from inference_module.runtimes.base import DetectorFactory, RuntimeOptions
 from inference_module.settings import InferenceSettings
@@ -308,7 +309,34 @@ class ModelService:
         return False
 
     def _build(self, request: LoadRequest) -> LoadedModel:
-        """Blocking: verify, read labels, load and warm the model. Runs in a worker thread."""
+        """Blocking: verify, read labels, load and warm the model. Runs in a worker thread.
+
+        Freed heap goes back to the system before (what earlier models left) and after (the warm-up's
+        temporaries, or all of a refused model): glibc keeps freed pages in its arenas, and a swap's
+        peak was the serving model, the new one and that garbage.
+        """
+        cpu_started = time.thread_time()
+        give_back_memory()
+        rss_before = rss_bytes()
+        try:
+            model, options = self._load_and_warm(request)
+        finally:
+            give_back_memory()
+        rss_after = rss_bytes()
+        logger.info(
+            "model loaded and warmed",
+            extra={
+                "memory_budget_bytes": options.memory_budget_bytes,
+                "rss_growth_bytes": None
+                if rss_before is None or rss_after is None
+                else rss_after - rss_before,
+                "build_cpu_ms": round((time.thread_time() - cpu_started) * 1000, 1),
+            },
+        )
+        return model
+
+    def _load_and_warm(self, request: LoadRequest) -> tuple[LoadedModel, RuntimeOptions]:
+        """The build's steps; also returns the options it loaded with (for the log)."""
         runtime = MODEL_SUFFIXES.get(request.model_path.suffix.lower())
         if runtime is None:
             raise ModelLoadError(f"model file {request.model_path.name!r} is neither .onnx nor .tflite")
@@ -326,7 +354,6 @@ class ModelService:
             )
         file_labels = None if request.labels_path is None else load_labels(request.labels_path)
         options = self._options_with_budget(request.model_path)
-        rss_before = rss_bytes()
         try:
             detector = factory(request.model_path, options)
         except ModelError:
@@ -339,16 +366,6 @@ class ModelService:
         except ModelError:
             detector.close()
             raise
-        rss_after = rss_bytes()
-        logger.info(
-            "model loaded and warmed",
-            extra={
-                "memory_budget_bytes": options.memory_budget_bytes,
-                "rss_growth_bytes": None
-                if rss_before is None or rss_after is None
-                else rss_after - rss_before,
-            },
-        )
         identity = ModelIdentity(
             version=request.version,
             file_name=request.file_name,
@@ -361,7 +378,7 @@ class ModelService:
             fallback_from=request.fallback_from,
             fallback_reason=request.fallback_reason,
         )
-        return LoadedModel(detector, labels.names, identity)
+        return LoadedModel(detector, labels.names, identity), options
 
     def _options_with_budget(self, model_path: Path) -> RuntimeOptions:
         """The runtime options, with what the model's tensors may take: free memory now, less the
