@@ -22,6 +22,7 @@ from edge_shared.logs import log_context
 from edge_shared.reported import Runtime
 from edge_shared.repository import MANIFEST_FILE, MODEL_SUFFIXES, ModelRepository
 from inference_module.announcement import LoadRequest, parse_announcement
+from inference_module.build_thread import build_nice, start_build
 from inference_module.errors import (
     ChecksumMismatchError,
     InferenceError,
@@ -104,6 +105,7 @@ class ModelService:
             onnx_input_size=settings.onnx_input_size,
             activation_factor=settings.model_activation_factor,
         )
+        self._build_nice = build_nice(settings.load_nice, self._options)
 
     def add_listener(self, listener: ActiveListener) -> None:
         """Called with the new identity after every successful swap (e.g. the `ActiveModel` report)."""
@@ -173,14 +175,15 @@ class ModelService:
         return await self._swap(request, "message", force=False)
 
     async def _in_thread(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Blocking load work in a thread, with a deadline: a load that hangs must not keep the swap
-        lock. Its thread cannot be stopped, so while one is still running no other load starts, and a
-        model it builds late is closed instead of served."""
+        """Blocking load work on a build thread of its own, at a lower CPU priority than requests
+        (`INFERENCE_LOAD_NICE`), with a deadline: a load that hangs must not keep the swap lock. Its
+        thread cannot be stopped, so while one is still running no other load starts, and a model it
+        builds late is closed instead of served."""
         if self._abandoned_loads:
             raise ModelLoadTimeoutError(
                 "a previous load that timed out is still running; try again once it has ended"
             )
-        work = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
+        work = start_build(self._build_nice, func, *args, **kwargs)
         try:
             return await asyncio.wait_for(asyncio.shield(work), self._settings.load_timeout_seconds)
         except TimeoutError:
@@ -309,7 +312,7 @@ class ModelService:
         return False
 
     def _build(self, request: LoadRequest) -> LoadedModel:
-        """Blocking: verify, read labels, load and warm the model. Runs in a worker thread.
+        """Blocking: verify, read labels, load and warm the model. Runs on its own build thread.
 
         Freed heap goes back to the system before (what earlier models left) and after (the warm-up's
         temporaries, or all of a refused model): glibc keeps freed pages in its arenas, and a swap's

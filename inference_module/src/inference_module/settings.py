@@ -161,6 +161,14 @@ class InferenceSettings(ServiceSettings):
         "refused as `load_timeout` and the swap lock freed. 120 s: the heavy fixture loads in under 1 s "
         "on 2 cores; a 250 MB model on a slow SD card takes tens of seconds.",
     )
+    load_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Added to the nice value of the thread that loads a new model (hash, session, "
+        "warm-up; Linux), so the requests served meanwhile win the cores. 0 loads at their priority. 10: "
+        "requests queue less behind a swap's CPU; a swap under full load takes about twice as long.",
+    )
     reject_after_failures: int = Field(
         default=5,
         ge=0,
