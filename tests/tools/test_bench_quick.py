@@ -21,7 +21,7 @@ from edge_tools.bench.profile import PROFILES
 from edge_tools.bench.report import TABLE_HEADER, RunInfo, markdown, table
 from edge_tools.bench.results import SectionResult, Spread
 from edge_tools.bench.serving import BareServer, run_block
-from edge_tools.bench.swap import Tally, _client
+from edge_tools.bench.swap import Tally, _client, build_cpu_ms
 from edge_tools.fixtures import FixtureCatalog, ensure_fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -148,6 +148,20 @@ def test_swap_clients_count_failures_instead_of_stopping() -> None:
     _client(port, b"image", threading.Event(), tally, 3)
     assert tally.latencies == [] and len(tally.failures) == 3
     assert all(f.startswith("ConnectionRefusedError") for f in tally.failures)
+
+
+def test_swap_build_cpu_is_read_from_the_reload_builds_the_server_logged_this_round(tmp_path: Path) -> None:
+    log = tmp_path / "swap-server.log"
+    earlier = '{"msg": "model loaded and warmed", "swap_source": "reload", "build_cpu_ms": 99.0}\n'
+    log.write_text(earlier)
+    offset = log.stat().st_size
+    with log.open("a") as sink:
+        sink.write("INFO:     Uvicorn running on http://127.0.0.1:1234\n")
+        sink.write('{"msg": "model loaded and warmed", "swap_source": "startup", "build_cpu_ms": 30.0}\n')
+        sink.write('{"msg": "model loaded and warmed", "swap_source": "reload", "build_cpu_ms": 9.5}\n')
+        sink.write('{"msg": "model swapped in", "swap_source": "reload"}\n')
+        sink.write('{"msg": "model loaded and warmed", "swap_source": "reload", "build_cpu_ms": 11}\n')
+    assert build_cpu_ms(log, offset) == [9.5, 11.0]
 
 
 @pytest.mark.integration
