@@ -36,10 +36,9 @@ def sample_frame(size: tuple[int, int] = SAMPLE_SIZE) -> Image.Image:
     return Image.fromarray(pixels, "RGB")
 
 
-def exercise(detector: Detector, labels: Labels, version: str) -> None:
-    """Detect, select every detection (threshold 0) and serialise, as a request would; `ModelLoadError`
-    naming the step's error when any of it fails."""
-    frame = sample_frame()
+def exercise(detector: Detector, labels: Labels, version: str, frame: Image.Image) -> None:
+    """Detect on `frame` (a `sample_frame`), select every detection (threshold 0) and serialise, as a
+    request would; `ModelLoadError` naming the step's error when any of it fails."""
     try:
         raw = detector.detect(frame)
         detections = select_detections(raw, labels, threshold=0.0, max_detections=10_000)
