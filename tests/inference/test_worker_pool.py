@@ -136,7 +136,7 @@ async def test_a_follower_tells_the_leader_of_its_failing_model_and_forwards_rel
     leader_end = Channel(ours, pool.answer, name="follower")
     link = FollowerLink(theirs, index=1)
     await leader_end.start()
-    await link.start(follower_service, follower_slot, settings.load_timeout_seconds)
+    await link.start(follower_service, follower_slot, settings.load_timeout_seconds, workers=2)
     try:
         await link.refused("v1", FailingModelError("the model failed 5 requests in a row"))
         assert told == [("v1", "failing_requests")]

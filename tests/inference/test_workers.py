@@ -175,11 +175,14 @@ async def test_a_follower_that_dies_is_started_again_with_the_serving_model(
         assert ended["exit_code"] == -signal.SIGKILL
         async with module.client() as alone:  # meanwhile the leader serves every connection
             assert (await alone.get("/model")).json()["version"] == "v1"
-        install_model(model_root, catalog, "tiny-yolo-2", version="v2")
+        install_model(model_root, catalog, "tiny-yolo-2", version="v2", make_current=False)
         second = await module.follower_pid(after=mark)
         assert second != first
         clients = [module.client() for _ in range(2)]
         try:
+            for client in clients:  # the new follower serves what the leader serves, not what it finds
+                assert (await client.get("/model")).json()["version"] == "v1"
+            (model_root / "current").write_text("v2\n")
             assert (await clients[0].post("/model/reload")).json()["version"] == "v2"
             for client in clients:
                 assert (await client.get("/model")).json()["version"] == "v2"
@@ -189,9 +192,11 @@ async def test_a_follower_that_dies_is_started_again_with_the_serving_model(
                 await client.aclose()
 
 
-async def test_a_follower_that_stops_answering_fails_the_swap_and_is_replaced(
+async def test_a_follower_that_stops_answering_is_left_out_of_the_swap_and_replaced(
     model_root: Path, catalog: FixtureCatalog
 ) -> None:
+    """A hung follower is not the model's fault: the swap goes on without it (a refusal would make the
+    loader roll a good version back), and its replacement joins with the new model."""
     install_model(model_root, catalog, "tiny-yolo-1", version="v1")
     async with workers_module(model_root, INFERENCE_LOAD_TIMEOUT_SECONDS="1") as module:
         hung = await module.follower_pid()
@@ -203,18 +208,14 @@ async def test_a_follower_that_stops_answering_fails_the_swap_and_is_replaced(
             mark = len(module.records)
             os.kill(hung, signal.SIGSTOP)
             install_model(model_root, catalog, "tiny-yolo-2", version="v2")
-            refused = await to_leader.post("/model/reload")
-            assert refused.status_code == 409
-            assert refused.json()["error"]["code"] == "worker_failed"
-            assert (await to_leader.get("/model")).json()["version"] == "v1"  # nothing half-applied
+            swapped = await to_leader.post("/model/reload")
+            assert swapped.status_code == 200 and swapped.json()["version"] == "v2", swapped.text
             replacement = await module.follower_pid(after=mark)
             assert replacement != hung and not _alive(hung)
             async with module.client() as a, module.client() as b:
                 for client in (a, b):
-                    assert (await client.get("/model")).json()["version"] == "v1"
-                assert (await a.post("/model/reload")).json()["version"] == "v2"
-                for client in (a, b, to_leader):
                     assert (await client.get("/model")).json()["version"] == "v2"
+                assert sorted(served_by(module, "/model")[-2:]) == [0, 1]
         finally:
             await to_follower.aclose()
             await to_leader.aclose()

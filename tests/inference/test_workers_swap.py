@@ -10,7 +10,7 @@ import pytest
 
 from edge_tools.fixtures import FixtureCatalog
 from inference_module.announcement import LoadRequest
-from inference_module.errors import InferenceError, InsufficientMemoryError, ModelLoadError, WorkerFailedError
+from inference_module.errors import InferenceError, InsufficientMemoryError, ModelLoadError
 from inference_module.metrics import Metrics
 from inference_module.service import ModelService
 from inference_module.settings import InferenceSettings
@@ -28,9 +28,11 @@ class FakePeers:
     calls: list[str] = field(default_factory=list)
     serving_when_committed: list[str | None] = field(default_factory=list)
     slot: ModelSlot | None = None
+    hashes: list[str | None] = field(default_factory=list)
 
     async def prepare(self, request: LoadRequest) -> None:
         self.calls.append(f"prepare {request.version}")
+        self.hashes.append(request.expected_sha256)
         if self.fail_with is not None:
             raise self.fail_with
 
@@ -67,6 +69,8 @@ async def test_every_peer_prepares_before_the_leader_switches_then_commits(
         assert peers.calls == ["prepare v1", "commit", "prepare v2", "commit"]
         # The leader switched before telling the peers to: the commits are the last step.
         assert peers.serving_when_committed == ["v1", "v2"]
+        # The peers are asked for the very bytes the leader verified.
+        assert slot.current is not None and peers.hashes[-1] == slot.current.identity.sha256
     finally:
         slot.close()
 
@@ -89,16 +93,16 @@ async def test_a_peer_that_cannot_prepare_refuses_the_swap_everywhere(
     try:
         await service.load_current("startup")
         install_model(model_root, catalog, "tiny-yolo-2", version="v2")
-        peers.fail_with = WorkerFailedError("worker 1 ended")
-        with pytest.raises(WorkerFailedError):
+        peers.fail_with = ModelLoadError("worker 1: the runtime refused the model")
+        with pytest.raises(ModelLoadError):
             await service.load_current("reload")
         assert slot.current is not None and slot.current.identity.version == "v1"
         built_for_v2 = factory.detectors[-1]
         assert built_for_v2.name == "v2" and built_for_v2.closed.is_set()  # the leader's copy is dropped
         assert peers.calls == ["prepare v1", "commit", "prepare v2"]
-        assert told == [("v2", "worker_failed")]
+        assert told == [("v2", "load_failed")]
         value = metrics.registry.get_sample_value(
-            "inference_model_swap_failures_total", {"source": "reload", "code": "worker_failed"}
+            "inference_model_swap_failures_total", {"source": "reload", "code": "load_failed"}
         )
         assert value == 1.0
     finally:

@@ -28,8 +28,8 @@ Tree (each class has a stable `code`, the `error.code` of the response body and 
         ├── InsufficientMemoryError insufficient_memory   two models cannot fit (preserve-availability)
         ├── FailingModelError       failing_requests      never raised to a client: the loader is told
         │                                                 when the serving model failed that many in a row
-        ├── WorkerFailedError       worker_failed         INFERENCE_WORKERS > 1: a worker process ended or
-        │                                                 stopped answering during the swap
+        ├── WorkerFailedError       worker_failed         INFERENCE_WORKERS > 1: a reload asked on a follower
+        │                                                 got no answer from the leading worker
         └── ModelLoadError          load_failed           the runtime refused the model or its labels
             └── ModelLoadTimeoutError load_timeout        the load took over INFERENCE_LOAD_TIMEOUT_SECONDS
 """
@@ -162,7 +162,8 @@ class FailingModelError(ModelError):
 
 
 class WorkerFailedError(ModelError):
-    """A worker process ended or did not answer while the swap was prepared (it is started again)."""
+    """A follower could not get the leading worker's answer to a reload (a follower that ends or hangs
+    during a swap is left out of it instead: not the model's fault)."""
 
     code = "worker_failed"
 

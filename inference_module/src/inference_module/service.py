@@ -220,7 +220,8 @@ class ModelService:
                     raise
                 if self._peers is not None:
                     try:
-                        await self._peers.prepare(request)
+                        # The bytes the leader verified, also for a message that named no SHA-256.
+                        await self._peers.prepare(replace(request, expected_sha256=model.identity.sha256))
                     except ModelError as exc:
                         model.close()
                         self._count_failure(source, exc)

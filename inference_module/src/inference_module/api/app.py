@@ -76,7 +76,7 @@ def create_app(
             stack.callback(slot.close)
             await asyncio.to_thread(warm_up_decoder)
             if follower is not None:
-                await follower.start(service, slot, settings.load_timeout_seconds)
+                await follower.start(service, slot, settings.load_timeout_seconds, settings.workers)
                 stack.push_async_callback(follower.stop)
                 yield
                 return

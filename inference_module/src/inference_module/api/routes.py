@@ -156,7 +156,8 @@ def build_routes(state: AppState) -> Routes:
                 "description": "The swap could not happen; the old model keeps serving: nothing installed "
                 "(`no_current_model`), a manifest naming a path outside the root (`unsafe_path`), or the "
                 "model failed to load (`load_failed`, `load_timeout`, `checksum_mismatch`, "
-                "`insufficient_memory`), or with several workers one ended or hung (`worker_failed`).",
+                "`insufficient_memory`), or (several workers) the leading worker did not answer "
+                "(`worker_failed`).",
             },
             503: {
                 "model": ErrorBody,

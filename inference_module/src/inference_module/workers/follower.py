@@ -43,9 +43,10 @@ class FollowerLink:
         self._prepared: LoadedModel | None = None
         self._reload_within = _RELOAD_ALLOWANCE
 
-    async def start(self, service: ModelService, slot: ModelSlot, load_timeout: float) -> None:
+    async def start(self, service: ModelService, slot: ModelSlot, load_timeout: float, workers: int) -> None:
         self._service, self._slot = service, slot
-        self._reload_within = load_timeout * 2 + _RELOAD_ALLOWANCE  # the leader's swap, then every worker's
+        # The leader's build, then every follower's in turn (each bounded by the load timeout).
+        self._reload_within = (workers + 1) * (load_timeout + 10) + _RELOAD_ALLOWANCE
         service.delegate_reloads(self.reload)
         service.add_refused_listener(self.refused)
         await self.channel.start()

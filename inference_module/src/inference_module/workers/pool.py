@@ -3,9 +3,10 @@
 A swap is prepared in every ready follower in turn (each builds and warms the model beside its serving
 one; the leader's memory check already counted a copy per worker), and only when all succeeded does any
 switch: the leader, then each follower. A follower that fails to prepare makes the swap fail with its
-error (the others drop what they built); one that ends or stops answering is `worker_failed`, is
-stopped, and is started again. A follower (re)joining copies the serving model under the swap lock
-before it gets a connection, so a connection never reaches a worker serving another model.
+error (the others drop what they built); one that ends or stops answering is left out of the swap
+(not the model's fault), stopped, and started again. A follower (re)joining copies the serving model
+under the swap lock before it gets a connection, so a connection never reaches a worker serving another
+model.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference_module.announcement import LoadRequest
-from inference_module.errors import ModelError, WorkerFailedError
+from inference_module.errors import ModelError
 from inference_module.service import ModelService
 from inference_module.settings import InferenceSettings
 from inference_module.slot import ModelSlot
@@ -92,11 +93,10 @@ class WorkerPool:
             try:
                 reply = await follower.channel.call(Prepare(load=load), within)
             except (ChannelClosedError, TimeoutError) as exc:
-                await self.abort()
+                # Not the model's fault: the swap goes on without it. Out of the rotation now, it is
+                # started again and rejoins (under the swap lock) with whatever then serves.
                 self._fail(follower, f"did not prepare: {type(exc).__name__}")
-                raise WorkerFailedError(
-                    f"worker {follower.index} ended or did not answer while preparing; it is started again"
-                ) from exc
+                continue
             if not reply.ok:
                 await self.abort()
                 raise reply.error()
@@ -129,6 +129,14 @@ class WorkerPool:
         for index in range(1, self._settings.workers):
             self._spawn_later(index, 0.0)
 
+    def stop_accepting(self) -> None:
+        """The leader stops taking connections: no follower is started again, and each is told to
+        drain now (its hand-off closes), beside the leader's own drain rather than after it."""
+        self._stopping = True
+        for follower in self._followers.values():
+            follower.ready = False
+            follower.handoff.close()
+
     async def stop(self) -> None:
         self._stopping = True
         for task in list(self._tasks):
@@ -156,12 +164,21 @@ class WorkerPool:
 
     async def _run_follower(self, index: int, delay: float) -> None:
         await asyncio.sleep(delay)
-        follower = self._spawn(index)
+        try:
+            follower = self._spawn(index)
+        except OSError:  # out of descriptors or processes: try again later
+            logger.exception("worker process could not be started", extra={"worker": index})
+            if not self._stopping:
+                self._spawn_later(index, min(max(delay * 2, _RESTART_INITIAL), _RESTART_MAX))
+            return
         self._followers[index] = follower
         try:
             await self._join(follower)
         except (ModelError, ChannelClosedError, TimeoutError) as exc:
             self._fail(follower, f"could not join: {type(exc).__name__} {exc}")
+        except Exception:  # never leave a follower unsupervised
+            logger.exception("worker supervision failed", extra={"worker": index})
+            self._fail(follower, "supervision failed")
         else:
             await self._watch(follower)
         await follower.channel.closed.wait()
@@ -201,7 +218,13 @@ class WorkerPool:
             "--channel-fd", str(theirs.fileno()), "--handoff-fd", str(hand_theirs.fileno()),
         ]  # fmt: skip
         try:
-            process = subprocess.Popen(command, env=env, pass_fds=(theirs.fileno(), hand_theirs.fileno()))
+            process = subprocess.Popen(
+                command, env=env, pass_fds=(theirs.fileno(), hand_theirs.fileno()), start_new_session=True
+            )  # its own session: a terminal's Ctrl-C reaches the leader, which stops it in order
+        except OSError:
+            ours.close()
+            hand_ours.close()
+            raise
         finally:
             theirs.close()
             hand_theirs.close()
@@ -216,15 +239,15 @@ class WorkerPool:
         connections."""
         assert self._service is not None and self._slot is not None
         await follower.channel.start()
+        # Its process start (imports, runtimes, app) is awaited here, outside the lock: swaps never
+        # wait for a follower booting, or hanging at boot.
+        await follower.channel.call(Ping(), _START_SECONDS)
         async with self._service.swap_lock:
             serving = self._slot.current
-            if serving is None:
-                reply = await follower.channel.call(
-                    Abort(), self._settings.load_timeout_seconds + _START_SECONDS
-                )
-            else:
+            reply = Reply(ok=True)
+            if serving is not None:
                 load = WireLoadRequest.of(serving.identity.load_request())
-                within = self._settings.load_timeout_seconds + _START_SECONDS
+                within = self._settings.load_timeout_seconds + _QUICK_SECONDS
                 reply = await follower.channel.call(Prepare(load=load), within)
                 if reply.ok:
                     reply = await follower.channel.call(Commit(), _QUICK_SECONDS)
@@ -253,9 +276,9 @@ class WorkerPool:
         while not follower.channel.closed.is_set():
             await asyncio.sleep(interval)
             try:
-                await follower.channel.call(Ping(), interval)
+                await follower.channel.call(Ping(), 2 * interval)  # slack for a build holding the GIL
             except TimeoutError:
-                self._fail(follower, f"no answer to a ping within {interval:g} s")
+                self._fail(follower, f"no answer to a ping within {2 * interval:g} s")
                 return
             except ChannelClosedError:
                 return
@@ -272,12 +295,16 @@ class WorkerPool:
         assert self._service is not None
         if isinstance(request, Reload):
             try:
-                identity = await self._service.load_current("reload")
+                # Shielded: if the asking follower dies meanwhile, its channel's tasks are cancelled,
+                # and a swap cut between the leader's switch and the other followers' commits would be
+                # half-applied.
+                identity = await asyncio.shield(self._service.load_current("reload"))
             except ModelError as exc:
                 return Reply.failed(exc)
             return Reply(ok=True, version=identity.version)
         if isinstance(request, Refused):
-            await self._service.tell_refused(request.version, model_error(request.code, request.message))
+            refused = model_error(request.code, request.message)
+            await asyncio.shield(self._service.tell_refused(request.version, refused))
             return Reply(ok=True)
         return Reply(ok=False, code="bad_request", message=f"a follower cannot ask for {request.op}")
 
@@ -321,6 +348,7 @@ class LeaderConnections:
         if self._task is not None:
             self._task.cancel()
         self._listener.close()
+        self._pool.stop_accepting()
 
     async def wait_closed(self) -> None:
         if self._task is not None:
