@@ -134,7 +134,7 @@ async def test_a_follower_tells_the_leader_of_its_failing_model_and_forwards_rel
     leader_service.add_refused_listener(refused)
     ours, theirs = socket.socketpair()
     leader_end = Channel(ours, pool.answer, name="follower")
-    link = FollowerLink(theirs, index=1)
+    link = FollowerLink(theirs)
     await leader_end.start()
     await link.start(follower_service, follower_slot, settings.load_timeout_seconds, workers=2)
     try:

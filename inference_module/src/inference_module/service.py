@@ -141,8 +141,9 @@ class ModelService:
         return await self._build_with_room(request, self._slot.current)
 
     def serve(self, model: LoadedModel) -> None:
-        """Switch to a model `build` returned (a following worker's commit); swaps are counted by the
-        leading worker only, so the metrics summed over workers count each swap once."""
+        """Switch to a built model and show it in the metrics. Not counted as a swap: `_swap` counts its
+        own, and a following worker's commit is counted by the leader only (metrics are summed over
+        workers)."""
         self._slot.install(model)
         self._metrics.set_active(model.identity.version, model.identity.runtime)
 
@@ -227,11 +228,10 @@ class ModelService:
                         self._count_failure(source, exc)
                         await self.tell_refused(request.version, exc)
                         raise
-                self._slot.install(model)
+                self.serve(model)
                 if self._peers is not None:
                     await self._peers.commit()
                 self._metrics.swaps.labels(source=source).inc()
-                self._metrics.set_active(model.identity.version, model.identity.runtime)
                 logger.info(
                     "model swapped in",
                     extra={
@@ -292,8 +292,7 @@ class ModelService:
             except ModelError:
                 logger.exception("the previous model could not be reloaded either; no model is serving")
             else:
-                self._slot.install(old)
-                self._metrics.set_active(old.identity.version, old.identity.runtime)
+                self.serve(old)
             raise
 
     def _fits_beside(self, request: LoadRequest) -> bool:

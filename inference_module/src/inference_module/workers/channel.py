@@ -22,6 +22,9 @@ from inference_module.workers.messages import ENVELOPE, Envelope, Reply, Request
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Reply]]
+#: Time allowed for an answer beyond the work asked for (a build's own bound is the load timeout), and
+#: for answers that need no work at all (commit, abort).
+ANSWER_SLACK_SECONDS = 10.0
 #: Longest line either side sends: a `Prepare` with two paths is well under 4 KiB.
 MAX_LINE = 64 * 1024
 

@@ -23,7 +23,7 @@ from inference_module.server import server_config
 from inference_module.service import ModelService
 from inference_module.settings import InferenceSettings
 from inference_module.slot import LoadedModel, ModelIdentity, ModelSlot
-from inference_module.workers.channel import Channel, ChannelClosedError
+from inference_module.workers.channel import ANSWER_SLACK_SECONDS, Channel, ChannelClosedError
 from inference_module.workers.handoff import HandedConnections, HandedServer
 from inference_module.workers.messages import Abort, Commit, Ping, Prepare, Refused, Reload, Reply, Request
 
@@ -35,9 +35,8 @@ _RELOAD_ALLOWANCE = 30.0
 class FollowerLink:
     """The follower's half of the channel: the leader's requests land here, ours go out from here."""
 
-    def __init__(self, sock: socket.socket, index: int) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.channel = Channel(sock, self._answer, name="leader")
-        self._index = index
         self._service: ModelService | None = None
         self._slot: ModelSlot | None = None
         self._prepared: LoadedModel | None = None
@@ -46,7 +45,7 @@ class FollowerLink:
     async def start(self, service: ModelService, slot: ModelSlot, load_timeout: float, workers: int) -> None:
         self._service, self._slot = service, slot
         # The leader's build, then every follower's in turn (each bounded by the load timeout).
-        self._reload_within = (workers + 1) * (load_timeout + 10) + _RELOAD_ALLOWANCE
+        self._reload_within = (workers + 1) * (load_timeout + ANSWER_SLACK_SECONDS) + _RELOAD_ALLOWANCE
         service.delegate_reloads(self.reload)
         service.add_refused_listener(self.refused)
         await self.channel.start()
@@ -84,7 +83,7 @@ class FollowerLink:
         assert self._service is not None
         if isinstance(request, Prepare):
             self._drop_prepared()
-            with log_context(model_version=request.load.version, worker=self._index):
+            with log_context(model_version=request.load.version):  # `worker` is set for the whole process
                 try:
                     self._prepared = await self._service.build(request.load.request())
                 except ModelError as exc:
@@ -124,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2  # the leader read the same settings; it has logged why
     configure_logging(settings.log_level, settings.log_format)
     install_access_log_fields()
-    link = FollowerLink(channel, args.index)
+    link = FollowerLink(channel)
     app = create_app(settings, follower=link)
     config = server_config(app, settings)
     server: HandedServer

@@ -27,7 +27,7 @@ from inference_module.errors import ModelError
 from inference_module.service import ModelService
 from inference_module.settings import InferenceSettings
 from inference_module.slot import ModelSlot
-from inference_module.workers.channel import Channel, ChannelClosedError
+from inference_module.workers.channel import ANSWER_SLACK_SECONDS, Channel, ChannelClosedError
 from inference_module.workers.handoff import Adopting, Listening, ProtocolFactory, hand
 from inference_module.workers.messages import (
     Abort,
@@ -44,8 +44,6 @@ from inference_module.workers.messages import (
 
 logger = logging.getLogger(__name__)
 
-#: How long a follower may take to answer a commit or an abort (no I/O, no model work).
-_QUICK_SECONDS = 10.0
 #: Allowance on top of the load timeout for a follower's process start (imports, runtimes, app).
 _START_SECONDS = 60.0
 _RESTART_INITIAL = 1.0
@@ -87,7 +85,7 @@ class WorkerPool:
 
     async def prepare(self, request: LoadRequest) -> None:
         load = WireLoadRequest.of(request)
-        within = self._settings.load_timeout_seconds + _QUICK_SECONDS
+        within = self._settings.load_timeout_seconds + ANSWER_SLACK_SECONDS
         self._prepared = []
         for follower in self.ready:
             try:
@@ -118,7 +116,7 @@ class WorkerPool:
 
     async def _quick(self, follower: Follower, request: Request) -> Reply | None:
         try:
-            return await follower.channel.call(request, _QUICK_SECONDS)
+            return await follower.channel.call(request, ANSWER_SLACK_SECONDS)
         except (ChannelClosedError, TimeoutError):
             return None
 
@@ -247,10 +245,10 @@ class WorkerPool:
             reply = Reply(ok=True)
             if serving is not None:
                 load = WireLoadRequest.of(serving.identity.load_request())
-                within = self._settings.load_timeout_seconds + _QUICK_SECONDS
+                within = self._settings.load_timeout_seconds + ANSWER_SLACK_SECONDS
                 reply = await follower.channel.call(Prepare(load=load), within)
                 if reply.ok:
-                    reply = await follower.channel.call(Commit(), _QUICK_SECONDS)
+                    reply = await follower.channel.call(Commit(), ANSWER_SLACK_SECONDS)
             if not reply.ok:
                 raise reply.error()
             follower.ready = True

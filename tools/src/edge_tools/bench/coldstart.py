@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edge_tools.bench.inference_process import InferenceProcess, install_fixture
+from edge_tools.bench.inference_process import InferenceProcess, install_model_files
 from edge_tools.bench.model_memory import measure
 from edge_tools.bench.profile import Profile
 from edge_tools.bench.results import SectionResult
@@ -30,9 +30,7 @@ def run(catalog: FixtureCatalog, profile: Profile, work: Path) -> SectionResult:
     for model_id in MODELS[: profile.cold_start_models]:
         fixture = catalog.model(model_id)
         root = work / f"cold-{model_id}"
-        directory = install_fixture(root, catalog, model_id)
-        model = directory / Path(fixture.model_file).name
-        labels = None if fixture.labels_file is None else directory / Path(fixture.labels_file).name
+        model, labels = install_model_files(root, catalog, model_id)
         starts, loads, imports = [], [], []
         for _ in range(profile.cold_starts):
             logger.info("cold start: %s", model_id)

@@ -28,6 +28,14 @@ def install_fixture(root: Path, catalog: FixtureCatalog, model_id: str, *, curre
     return ModelRepository(root).version_dir(manifest.version)
 
 
+def install_model_files(root: Path, catalog: FixtureCatalog, model_id: str) -> tuple[Path, Path | None]:
+    """Install a fixture model as `current` under `root`; its model file and label file (None: none)."""
+    fixture = catalog.model(model_id)
+    directory = install_fixture(root, catalog, model_id)
+    labels = None if fixture.labels_file is None else directory / Path(fixture.labels_file).name
+    return directory / Path(fixture.model_file).name, labels
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

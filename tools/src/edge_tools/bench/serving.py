@@ -27,7 +27,7 @@ from edge_tools.bench.inference_process import (
     InferenceProcess,
     cpu_seconds,
     free_port,
-    install_fixture,
+    install_model_files,
     wait_for_status,
 )
 from edge_tools.bench.label_arg import label_arg
@@ -256,9 +256,7 @@ def measure_model(
     """Ours, bare FastAPI, the in-process pipeline and (with `peer_env`) the peers, side by side."""
     fixture = catalog.model(model_id)
     root = work / model_id
-    directory = install_fixture(root, catalog, model_id)
-    model = directory / Path(fixture.model_file).name
-    labels = None if fixture.labels_file is None else directory / Path(fixture.labels_file).name
+    model, labels = install_model_files(root, catalog, model_id)
     requests = profile.heavy_requests if heavy else profile.light_requests
     concurrent = max(CONCURRENCY, profile.concurrent_requests // (4 if heavy else 1))
     figures = ModelFigures()
@@ -369,9 +367,7 @@ def measure_one_core(
     both servers inherit this thread's CPU affinity (Linux), so a 1-core device is measured here."""
     fixture = catalog.model(model_id)
     root = work / f"{model_id}-one-core"
-    directory = install_fixture(root, catalog, model_id)
-    model = directory / Path(fixture.model_file).name
-    labels = None if fixture.labels_file is None else directory / Path(fixture.labels_file).name
+    model, labels = install_model_files(root, catalog, model_id)
     figures = OneCoreFigures()
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(previous)})
