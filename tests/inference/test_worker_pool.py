@@ -9,9 +9,11 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,7 @@ from inference_module.slot import ModelSlot
 from inference_module.workers.channel import Channel
 from inference_module.workers.follower import FollowerLink
 from inference_module.workers.handoff import hand
+from inference_module.workers.messages import WireLoadRequest
 from inference_module.workers.pool import Follower, WorkerPool
 from tests.inference.helpers import install_model
 
@@ -154,3 +157,33 @@ async def test_a_follower_tells_the_leader_of_its_failing_model_and_forwards_rel
         await pool.stop()
         leader_slot.close()
         follower_slot.close()
+
+
+async def test_a_follower_that_cannot_be_started_or_supervised_is_tried_again(
+    model_root: Path, catalog: FixtureCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of processes at the first spawn (`Popen` fails), then an unexpected error while the second
+    follower joins: each time the slot is started again, and a third follower serves."""
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    real_popen, real_of = subprocess.Popen, WireLoadRequest.of
+    spawns: list[int] = []
+    joins: list[int] = []
+
+    def flaky_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        spawns.append(1)
+        if len(spawns) == 1:
+            raise OSError(11, "Resource temporarily unavailable")
+        return real_popen(*args, **kwargs)
+
+    def flaky_of(request: LoadRequest) -> WireLoadRequest:
+        joins.append(1)
+        if len(joins) == 2:  # the first is the leader's own start-up swap, before any follower
+            raise RuntimeError("unexpected")
+        return real_of(request)
+
+    monkeypatch.setattr(subprocess, "Popen", flaky_popen)
+    monkeypatch.setattr(WireLoadRequest, "of", staticmethod(flaky_of))
+    async with leader(model_root) as (_, pool):
+        (follower,) = await asyncio.wait_for(pool.wait_ready(1), TIMEOUT)
+        assert (len(spawns), len(joins)) == (3, 3)
+        assert (await ask(follower, "/model"))["version"] == "v1"
