@@ -151,3 +151,24 @@ def test_errors_cross_the_channel_as_their_own_class() -> None:
 def test_several_workers_refuse_the_unload_first_swap_mode() -> None:
     with pytest.raises(ValueError, match="preserve-availability"):
         InferenceSettings(workers=2, swap_mode="preserve-memory")
+
+
+async def test_an_unexpected_error_from_the_peers_drops_the_leaders_copy(
+    model_root: Path, catalog: FixtureCatalog
+) -> None:
+    install_model(model_root, catalog, "tiny-yolo-1", version="v1")
+    factory = GatedFactory()
+    service, slot, _ = leader(model_root, factory)
+    peers = FakePeers()
+    service.attach_peers(peers)
+    try:
+        await service.load_current("startup")
+        install_model(model_root, catalog, "tiny-yolo-2", version="v2")
+        peers.fail_with = RuntimeError("a bug")
+        with pytest.raises(RuntimeError):
+            await service.load_current("reload")
+        assert slot.current is not None and slot.current.identity.version == "v1"
+        built_for_v2 = factory.detectors[-1]
+        assert built_for_v2.name == "v2" and built_for_v2.closed.is_set()
+    finally:
+        slot.close()

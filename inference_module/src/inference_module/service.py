@@ -228,6 +228,9 @@ class ModelService:
                         self._count_failure(source, exc)
                         await self.tell_refused(request.version, exc)
                         raise
+                    except BaseException:  # cancelled, or a bug: the built model is not leaked
+                        model.close()
+                        raise
                 self.serve(model)
                 if self._peers is not None:
                     await self._peers.commit()
